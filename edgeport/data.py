@@ -1,0 +1,82 @@
+"""Datasets: named input arrays with the sample axis first, and optional labels."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import ModelLoadError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Inputs keyed by model input name, each shaped ``[N, ...]``; ``labels`` shaped ``[N]``."""
+
+    inputs: dict[str, np.ndarray]
+    labels: np.ndarray | None = None
+    description: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        counts = {len(v) for v in self.inputs.values()}
+        if len(counts) != 1:
+            raise ModelLoadError(f"data inputs disagree on the number of samples: {sorted(counts)}")
+        if self.labels is not None and len(self.labels) != counts.pop():
+            raise ModelLoadError("data labels and inputs disagree on the number of samples")
+
+    def __len__(self) -> int:
+        return len(next(iter(self.inputs.values())))
+
+    def take(self, n: int | None) -> "Dataset":
+        """The first ``n`` samples (all when ``n`` is None or larger than the set)."""
+        if n is None or n >= len(self):
+            return self
+        return Dataset({k: v[:n] for k, v in self.inputs.items()},
+                       None if self.labels is None else self.labels[:n], self.description)
+
+    def sample(self, i: int) -> dict[str, np.ndarray]:
+        """Sample ``i`` as a batch of one: every array keeps a leading axis of 1."""
+        return {k: v[i:i + 1] for k, v in self.inputs.items()}
+
+    def save(self, path: Path, extra: dict[str, np.ndarray] | None = None) -> None:
+        arrays = dict(self.inputs)
+        if self.labels is not None:
+            arrays["labels"] = self.labels
+        arrays.update(extra or {})
+        np.savez_compressed(path, **arrays)
+
+
+def load_npz(path: str | Path, input_names: Sequence[str]) -> Dataset:
+    """Read ``--data FILE.npz``: arrays named after the inputs (or ``x`` for a single input)."""
+    p = Path(path)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise ModelLoadError(f"data file not found: {p}") from None
+    except Exception as exc:  # zipfile / pickle / value errors all mean "not a readable npz"
+        raise ModelLoadError(f"cannot read data file {p}: {exc}") from exc
+    labels = arrays.pop("labels", None)
+    inputs: dict[str, np.ndarray] = {}
+    for name in input_names:
+        if name in arrays:
+            inputs[name] = arrays[name]
+        elif len(input_names) == 1 and "x" in arrays:
+            inputs[name] = arrays["x"]
+        else:
+            raise ModelLoadError(f"data file {p.name} has no array named {name!r} "
+                                 f"(has: {', '.join(sorted(arrays)) or 'nothing'})")
+    return Dataset(inputs, labels, description=p.name)
+
+
+def check_against(data: Dataset, specs: Sequence[tuple[str, tuple[int, ...], str]]) -> None:
+    """Refuse data whose per-sample shape or dtype kind does not fit the model inputs."""
+    for name, shape, dtype in specs:
+        arr = data.inputs[name]
+        want = tuple(shape[1:])
+        got = tuple(arr.shape[1:])
+        if len(want) != len(got) or any(w > 0 and w != g for w, g in zip(want, got)):
+            raise ModelLoadError(f"data input {name!r} has per-sample shape {got}, model expects {want}")
+        if np.dtype(dtype).kind != arr.dtype.kind and not (np.dtype(dtype).kind in "iu" and arr.dtype.kind in "iu"):
+            raise ModelLoadError(f"data input {name!r} is {arr.dtype}, model expects {dtype}")

@@ -1,0 +1,62 @@
+"""The errors edgeport raises. The CLI maps them to exit codes; the library never exits."""
+from __future__ import annotations
+
+from typing import Any
+
+
+class EdgeportError(Exception):
+    """Base of every error edgeport raises on purpose. Its message is one readable line."""
+
+    #: exit code the CLI uses for this error (2 = bad input, 1 = a check failed)
+    exit_code = 2
+
+
+class ConfigError(EdgeportError):
+    """A profile, plan or option is malformed or asks for something impossible."""
+
+
+class UnknownNameError(ConfigError):
+    """A name (target, precision, sample model, runtime...) is not among the known ones."""
+
+    def __init__(self, kind: str, name: str, known: list[str] | tuple[str, ...]):
+        self.kind, self.name, self.known = kind, name, list(known)
+        super().__init__(f"unknown {kind} {name!r}; known: {', '.join(self.known)}")
+
+
+class ModelLoadError(EdgeportError):
+    """The model (or its data) could not be read or does not match its inputs."""
+
+
+class MissingDependencyError(EdgeportError):
+    """An optional library or tool is not installed."""
+
+    def __init__(self, what: str, extra: str | None = None, hint: str | None = None):
+        msg = f"{what} is not installed"
+        if extra:
+            msg += f" (pip install 'edgeport[{extra}]')"
+        if hint:
+            msg += f"; {hint}"
+        super().__init__(msg)
+
+
+class ConversionError(EdgeportError):
+    """A converter failed. Carries the stage, the format and the backend's own message."""
+
+    def __init__(self, fmt: str, stage: str, message: str):
+        self.format, self.stage = fmt, stage
+        first = (message or "").strip().splitlines()
+        super().__init__(f"{fmt} conversion failed at {stage}: {first[-1] if first else 'no message'}")
+
+
+class RuntimeLoadError(EdgeportError):
+    """An artifact could not be loaded or run in its runtime (bad file, unsupported op...)."""
+
+
+class ValidationFailed(EdgeportError):
+    """An artifact was produced or re-checked and at least one check failed."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, report: Any = None):
+        self.report = report
+        super().__init__(message)

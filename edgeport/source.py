@@ -1,0 +1,246 @@
+"""ModelSource: what the user hands in, and the loading of model specs.
+
+Specs: ``sample:NAME``, ``path/file.py:factory``, ``package.module:factory``, ``model.onnx``,
+``model.pt2``. A factory returns ``(module, example_inputs)`` or a :class:`ModelSource`.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .data import Dataset
+from .errors import ModelLoadError
+
+TASKS = ("classification", "embedding", "generic")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # numpy dtype name, e.g. "float32", "int64"
+
+
+@dataclass
+class ModelSource:
+    """A model to export: a torch module (or an ONNX file) plus example inputs and optional data.
+
+    ``example_inputs`` are numpy arrays with a leading batch axis of 1 — the shape exported.
+    ``eval_data`` (labelled or not) is used for parity, the task metric and golden inputs;
+    ``calibration_data`` for static quantization (defaults to ``eval_data``).
+    """
+
+    name: str
+    module: Any | None
+    example_inputs: tuple[np.ndarray, ...]
+    input_names: tuple[str, ...] = ()
+    output_names: tuple[str, ...] = ()
+    task: str = "generic"
+    eval_data: Dataset | None = None
+    calibration_data: Dataset | None = None
+    onnx_path: Path | None = None
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.example_inputs = tuple(_to_numpy(x) for x in self.example_inputs)
+        if not self.input_names:
+            self.input_names = ("x",) if len(self.example_inputs) == 1 else tuple(
+                f"input_{i}" for i in range(len(self.example_inputs)))
+        if len(self.input_names) != len(self.example_inputs):
+            raise ModelLoadError(f"{self.name}: {len(self.input_names)} input names for "
+                                 f"{len(self.example_inputs)} example inputs")
+        if self.task not in TASKS:
+            raise ModelLoadError(f"{self.name}: unknown task {self.task!r}; known: {', '.join(TASKS)}")
+        if self.module is not None and not self.output_names:
+            outs = self._torch_forward(self.example_inputs)
+            self.output_names = ("output",) if len(outs) == 1 else tuple(f"output_{i}" for i in range(len(outs)))
+
+    # -- shapes -------------------------------------------------------------------------------
+    @property
+    def input_specs(self) -> tuple[TensorSpec, ...]:
+        return tuple(TensorSpec(n, tuple(x.shape), x.dtype.name)
+                     for n, x in zip(self.input_names, self.example_inputs))
+
+    def example_feed(self) -> dict[str, np.ndarray]:
+        return dict(zip(self.input_names, self.example_inputs))
+
+    # -- reference outputs --------------------------------------------------------------------
+    def reference(self, data: Dataset, module: Any | None = None) -> dict[str, np.ndarray]:
+        """Outputs of the source model (or of ``module``, e.g. a pruned copy) on every sample."""
+        if module is None and self.module is None:
+            return _onnx_reference(self, data)
+        outs: list[list[np.ndarray]] = [[] for _ in self.output_names]
+        batch = int(self.extra.get("reference_batch", 64))
+        for start in range(0, len(data), batch):
+            feeds = tuple(data.inputs[n][start:start + batch] for n in self.input_names)
+            for i, o in enumerate(self._torch_forward(feeds, module)):
+                outs[i].append(o)
+        return {n: np.concatenate(o) for n, o in zip(self.output_names, outs)}
+
+    def _torch_forward(self, arrays: tuple[np.ndarray, ...], module: Any | None = None) -> list[np.ndarray]:
+        import torch
+
+        mod = module if module is not None else self.module
+        with torch.no_grad():
+            out = mod(*(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays))
+        if isinstance(out, dict):
+            out = tuple(out.values())
+        if not isinstance(out, (tuple, list)):
+            out = (out,)
+        return [o.detach().float().numpy() if o.is_floating_point() else o.detach().numpy() for o in out]
+
+    # -- identity -----------------------------------------------------------------------------
+    def digest(self) -> str:
+        """sha256 of the source weights (torch state dict or model file)."""
+        h = hashlib.sha256()
+        if self.onnx_path is not None and self.module is None:
+            h.update(Path(self.onnx_path).read_bytes())
+        elif self.module is not None and hasattr(self.module, "state_dict"):
+            for k, v in sorted(self.module.state_dict().items()):
+                h.update(k.encode())
+                h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        return "sha256:" + h.hexdigest()
+
+    def with_data(self, data: Dataset | None) -> "ModelSource":
+        """A copy whose eval (and calibration) data are the user's ``--data``."""
+        if data is None:
+            return self
+        return replace(self, eval_data=data, calibration_data=data)
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "detach"):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _onnx_reference(src: ModelSource, data: Dataset) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(src.onnx_path), providers=["CPUExecutionProvider"])
+    outs: dict[str, list[np.ndarray]] = {n: [] for n in src.output_names}
+    for i in range(len(data)):
+        res = sess.run(list(src.output_names), data.sample(i))
+        for n, r in zip(src.output_names, res):
+            outs[n].append(r)
+    return {n: np.concatenate(v) for n, v in outs.items()}
+
+
+# ------------------------------------------------------------------------------------------------
+def load_source(spec: str) -> ModelSource:
+    """Turn a model spec into a :class:`ModelSource`; any failure is a one-line ModelLoadError."""
+    if spec.startswith("sample:"):
+        from .sample_models import load_sample
+
+        return load_sample(spec[len("sample:"):])
+    lower = spec.lower()
+    if lower.endswith(".onnx"):
+        return _load_onnx(Path(spec))
+    if lower.endswith(".pt2"):
+        return _load_pt2(Path(spec))
+    if ":" in spec:
+        target, _, factory_name = spec.rpartition(":")
+        return _from_factory(spec, _import_factory(target, factory_name))
+    raise ModelLoadError(f"cannot tell what model {spec!r} is; use sample:NAME, file.py:factory, "
+                         "package.module:factory, model.onnx or model.pt2")
+
+
+def _import_factory(target: str, factory_name: str) -> Callable[[], Any]:
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            raise ModelLoadError(f"model file not found: {path}")
+        mod_name = f"_edgeport_user_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+        spec = importlib.util.spec_from_file_location(mod_name, path)
+        if spec is None or spec.loader is None:
+            raise ModelLoadError(f"cannot import {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise ModelLoadError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
+    else:
+        try:
+            module = importlib.import_module(target)
+        except Exception as exc:
+            raise ModelLoadError(f"cannot import module {target!r}: {exc}") from exc
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise ModelLoadError(f"{target} has no factory named {factory_name!r}")
+    return factory
+
+
+def _from_factory(spec: str, factory: Callable[[], Any]) -> ModelSource:
+    try:
+        made = factory()
+    except Exception as exc:
+        raise ModelLoadError(f"factory {spec} raised {type(exc).__name__}: {exc}") from exc
+    if isinstance(made, ModelSource):
+        return made
+    if not (isinstance(made, tuple) and len(made) == 2):
+        raise ModelLoadError(f"factory {spec} must return (module, example_inputs) or a ModelSource")
+    module, example = made
+    if not isinstance(example, (tuple, list)):
+        example = (example,)
+    if hasattr(module, "eval"):
+        module.eval()
+    name = spec.rpartition(":")[2]
+    try:
+        return ModelSource(name=name, module=module, example_inputs=tuple(example))
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(f"running {spec} on its example inputs failed: {exc}") from exc
+
+
+def _load_onnx(path: Path) -> ModelSource:
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    try:
+        import onnx
+
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        raise ModelLoadError(f"{path.name} is not a readable ONNX model: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+    from onnx import helper
+
+    inits = {i.name for i in model.graph.initializer}
+    examples, names = [], []
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        t = vi.type.tensor_type
+        dims = [d.dim_value if d.dim_value > 0 else 1 for d in t.shape.dim]
+        dtype = helper.tensor_dtype_to_np_dtype(t.elem_type)
+        examples.append(np.zeros(dims, dtype=dtype))
+        names.append(vi.name)
+    outputs = tuple(o.name for o in model.graph.output)
+    return ModelSource(name=path.stem, module=None, example_inputs=tuple(examples),
+                       input_names=tuple(names), output_names=outputs, onnx_path=path.resolve())
+
+
+def _load_pt2(path: Path) -> ModelSource:
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    import torch
+
+    try:
+        ep = torch.export.load(str(path))
+    except Exception as exc:
+        raise ModelLoadError(f"{path.name} is not a readable torch.export program: {exc}") from exc
+    args = ep.example_inputs[0] if ep.example_inputs else None
+    if not args:
+        raise ModelLoadError(f"{path.name} carries no example inputs; save it with torch.export.save")
+    return ModelSource(name=path.stem, module=ep.module(), example_inputs=tuple(args))
