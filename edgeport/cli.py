@@ -1,0 +1,138 @@
+"""The command line. The only place that turns errors into exit codes:
+0 every check passed, 1 an artifact was produced/validated and a check failed, 2 bad input."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Sequence
+
+from . import __version__
+from .errors import EdgeportError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgeport", description="Export a PyTorch model to an edge target "
+                                "and prove the artifact in the target's runtime.")
+    p.add_argument("--version", action="version", version=f"edgeport {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("targets", help="list target profiles")
+    t.add_argument("--json", action="store_true", help="print JSON")
+
+    e = sub.add_parser("export", help="export, validate and bundle a model for one or more targets")
+    e.add_argument("model", help="sample:NAME | file.py:factory | package.module:factory | model.onnx | model.pt2")
+    e.add_argument("--target", "-t", action="append", required=True,
+                   help="target name (repeatable) or 'all'; see 'edgeport targets'")
+    e.add_argument("--precision", "-p", help="fp32 | fp16 | bf16 | int8 | int8-dynamic | lut8 | lut4 "
+                   "(default: the target's)")
+    e.add_argument("--sparsity", type=float, help="magnitude pruning level in [0, 1) (default: the target's)")
+    e.add_argument("--pruning-scope", choices=("layer", "global"), help="per-layer or global magnitude ranking")
+    e.add_argument("--data", help="FILE.npz: inputs named like the model's (or x), optional labels")
+    e.add_argument("-o", "--out", default="out", help="output folder for bundles (default: out)")
+    e.add_argument("--json", action="store_true", help="print the report(s) as JSON")
+    e.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+
+    v = sub.add_parser("validate", help="re-check bundles: hashes, re-run on golden inputs, tolerances")
+    v.add_argument("bundles", nargs="+", metavar="BUNDLE")
+    v.add_argument("--json", action="store_true", help="print the report(s) as JSON")
+    v.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+
+    r = sub.add_parser("run", help="run any .onnx / .tflite / .mlpackage / TF.js model.json on an npz")
+    r.add_argument("artifact")
+    r.add_argument("--data", required=True, help="FILE.npz of inputs (first axis = samples)")
+    r.add_argument("-o", "--out", help="write outputs to this .npz (keys = output names)")
+    r.add_argument("--runtime", help="runtime name (default: from the artifact's format)")
+    r.add_argument("--threads", type=int, default=1)
+    return p
+
+
+def _cmd_targets(args: argparse.Namespace) -> int:
+    from .targets.profile import builtin_profiles
+
+    profiles = builtin_profiles()
+    if args.json:
+        print(json.dumps([{"name": p.name, "format": p.format, "runtime": p.runtime,
+                           "precisions": list(p.precisions), "default_precision": p.default_precision,
+                           "sparsity": p.sparsity, "description": p.description}
+                          for p in profiles.values()], indent=2))
+        return 0
+    rows = [("TARGET", "FORMAT", "RUNTIME", "PRECISIONS", "DEFAULT", "SPARSITY")]
+    rows += [(p.name, p.format, p.runtime + ("+" + "+".join(p.extra_runtimes) if p.extra_runtimes else ""),
+              ",".join(p.precisions), p.default_precision, f"{p.sparsity:g}") for p in profiles.values()]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .pipeline import export
+    from .progress import Progress
+    from .validation.render import render_report
+
+    results = export(args.model, args.target, precision=args.precision, sparsity=args.sparsity,
+                     pruning_scope=args.pruning_scope, data=args.data, out_dir=args.out,
+                     progress=Progress(enabled=not args.quiet and not args.json))
+    if args.json:
+        docs = [dict(r.report.to_dict(), bundle=str(r.bundle)) for r in results]
+        print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
+    else:
+        for r in results:
+            print(render_report(r.report, str(r.bundle)))
+    return 0 if all(r.report.passed for r in results) else 1
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .pipeline import validate_bundle
+    from .progress import Progress
+    from .validation.render import render_report
+
+    reports = [(b, validate_bundle(b, Progress(enabled=not args.quiet and not args.json))) for b in args.bundles]
+    if args.json:
+        docs = [dict(r.to_dict(), bundle=b) for b, r in reports]
+        print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
+    else:
+        for b, r in reports:
+            print(render_report(r, b))
+    return 0 if all(r.passed for _, r in reports) else 1
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .pipeline import run_artifact
+
+    outputs = run_artifact(args.artifact, args.data, args.out, args.runtime, args.threads)
+    for name, arr in outputs.items():
+        print(f"{name}: shape {tuple(arr.shape)} dtype {arr.dtype}")
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = {"targets": _cmd_targets, "export": _cmd_export, "validate": _cmd_validate, "run": _cmd_run}
+    try:
+        return handler[args.command](args)
+    except EdgeportError as exc:
+        print(f"edgeport: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("edgeport: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected failure still gets one line; the traceback on request
+        if os.environ.get("EDGEPORT_DEBUG"):
+            raise
+        msg = str(exc).strip().splitlines()
+        print(f"edgeport: error: {type(exc).__name__}: {msg[0] if msg else ''} "
+              "(set EDGEPORT_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 2
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

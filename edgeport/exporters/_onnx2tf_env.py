@@ -1,0 +1,151 @@
+"""ONNX -> TensorFlow SavedModel through onnx2tf, shared by the TFLite and TF.js exporters.
+
+onnx2tf is powerful but hostile to library use: it calls ``sys.exit``, prints pages of logs,
+shells out to an ``onnxsim`` command it expects on PATH, swallows SavedModel write errors, and for
+NHWC 3-channel image inputs tries to download a sample file. This module wraps all of that so the
+callers get a SavedModel directory or a one-line :class:`ConversionError`.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import ConversionError, MissingDependencyError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..progress import Progress
+
+# onnx2tf's calibration/test helper looks for this file in the working directory before it
+# downloads one; a zero-filled stand-in keeps every conversion offline.
+_SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+
+# Converting the same ONNX twice in one process (e.g. TFLite fp32 then int8, or TFLite and TF.js
+# for `--target all`) reuses the first SavedModel: onnx2tf costs 13-21 s per model.
+_CACHE: dict[str, Path] = {}
+_CACHE_ROOT: tempfile.TemporaryDirectory[str] | None = None
+
+
+def prepare_tensorflow_env() -> None:
+    """Environment settings that must be in place before TensorFlow is imported.
+
+    oneDNN fuses LayerNorm into ``_MklLayerNorm``, which TF.js rejects and which makes numbers
+    differ from what a phone computes; quiet TF's C++ logging.
+    """
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # onnx2tf runs `onnxsim` as a command: make the one installed beside this Python findable.
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+
+
+def onnx_to_saved_model(onnx_path: Path, out_dir: Path, *, keep_nchw: bool = True,
+                        progress: "Progress | None" = None) -> Path:
+    """Convert ``onnx_path`` to a TF SavedModel written at ``out_dir`` (created); return ``out_dir``.
+
+    ``keep_nchw`` keeps 3-5-D inputs in the ONNX (channels-first) layout so the artifact takes
+    the same arrays as the source model; onnx2tf transposes them to NHWC otherwise. The
+    SavedModel's ``serving_default`` signature names its inputs after the ONNX inputs (onnx2tf may
+    sanitise characters such as ``:`` or ``/``); outputs are named by onnx2tf, in ONNX order.
+    """
+    prepare_tensorflow_env()
+    onnx_path, out_dir = Path(onnx_path), Path(out_dir)
+    key = _cache_key(onnx_path, keep_nchw)
+    cached = _CACHE.get(key)
+    if cached is not None and (cached / "saved_model.pb").is_file():
+        _replace_dir(cached, out_dir)
+        return out_dir
+
+    try:
+        import onnx
+        import onnx2tf  # noqa: F401  (imports TensorFlow)
+    except ImportError as exc:
+        raise MissingDependencyError("onnx2tf", extra="tflite",
+                                     hint=f"import failed: {exc}") from exc
+
+    model = onnx.load(str(onnx_path))
+    inits = {i.name for i in model.graph.initializer}
+    keep = [vi.name for vi in model.graph.input
+            if vi.name not in inits and 3 <= len(vi.type.tensor_type.shape.dim) <= 5]
+
+    cm = progress.step("onnx2tf: ONNX -> SavedModel") if progress else contextlib.nullcontext()
+    with cm, tempfile.TemporaryDirectory(prefix="edgeport-onnx2tf-") as scratch:
+        scratch_p = Path(scratch)
+        # onnx2tf rewrites its input file in place (onnxsim): give it a copy
+        work_onnx = scratch_p / "model.onnx"
+        shutil.copyfile(onnx_path, work_onnx)
+        _write_sample_stand_in(scratch_p / _SAMPLE_FILE)
+        sm_dir = scratch_p / "saved_model"
+        log = io.StringIO()
+        old_cwd = os.getcwd()
+        try:
+            os.chdir(scratch_p)
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                onnx2tf.convert(
+                    input_onnx_file_path=str(work_onnx),
+                    output_folder_path=str(sm_dir),
+                    keep_ncw_or_nchw_or_ncdhw_input_names=(keep or None) if keep_nchw else None,
+                    output_signaturedefs=True,
+                    verbosity="error",
+                )
+        except SystemExit as exc:
+            raise ConversionError("tensorflow", "onnx2tf", _last_line(log.getvalue()) or
+                                  f"onnx2tf exited with status {exc.code}") from None
+        except Exception as exc:
+            raise ConversionError("tensorflow", "onnx2tf", f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            os.chdir(old_cwd)
+        if not (sm_dir / "saved_model.pb").is_file():
+            # onnx2tf logs SavedModel write errors and carries on; an empty folder is a failure
+            raise ConversionError("tensorflow", "onnx2tf",
+                                  _last_line(log.getvalue()) or "no saved_model.pb was written")
+        # onnx2tf also writes its own .tflite files there; they are not part of a SavedModel
+        for extra in sm_dir.glob("*.tflite"):
+            extra.unlink()
+        cache_dir = _cache_root() / key
+        _replace_dir(sm_dir, cache_dir)
+        _CACHE[key] = cache_dir
+        _replace_dir(cache_dir, out_dir)
+    return out_dir
+
+
+def _cache_key(onnx_path: Path, keep_nchw: bool) -> str:
+    h = hashlib.sha256(onnx_path.read_bytes())
+    h.update(b"nchw" if keep_nchw else b"nhwc")
+    return h.hexdigest()[:32]
+
+
+def _cache_root() -> Path:
+    global _CACHE_ROOT
+    if _CACHE_ROOT is None:
+        _CACHE_ROOT = tempfile.TemporaryDirectory(prefix="edgeport-savedmodels-")
+    return Path(_CACHE_ROOT.name)
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(src, dst)
+
+
+def _write_sample_stand_in(path: Path) -> None:
+    import numpy as np
+
+    np.save(path, np.zeros((20, 128, 128, 3), dtype=np.float32))
+
+
+def _last_line(text: str) -> str:
+    """The last meaningful log line (onnx2tf colours its output with ANSI codes)."""
+    import re
+
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln and not set(ln) <= set("=-")]
+    return lines[-1][:300] if lines else ""

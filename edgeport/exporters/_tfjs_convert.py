@@ -1,0 +1,118 @@
+"""SavedModel -> TF.js graph model, in-process, with tensorflowjs' own converter.
+
+``tensorflowjs`` is installed without its dependencies (its metadata pins versions that cannot
+co-exist with the rest of the toolchain). Its SavedModel converter imports
+``tensorflow_decision_forests`` and ``tensorflow_hub`` at module load although the SavedModel path
+never uses them, so small stand-in modules satisfy those imports when the real ones are absent.
+``jax`` is deliberately not stood in for: Keras 3 probes it and a fake one breaks Keras.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConversionError, MissingDependencyError
+
+#: weights with fewer elements than this stay float16 in an int8 (uint8) export: biases, norm
+#: scales and tiny kernels cost almost no bytes but lose most of their precision to one per-tensor
+#: 8-bit affine range.
+UINT8_MIN_ELEMENTS = 1024
+
+_STANDIN_NAMES = ("tensorflow_decision_forests", "tensorflow_hub")
+
+
+def _stand_in(name: str) -> types.ModuleType:
+    """A module that imports fine and fails loudly only if something really uses it."""
+    mod = types.ModuleType(name)
+    mod.__doc__ = f"edgeport stand-in for {name} (not installed; the SavedModel path does not use it)"
+
+    def _missing(attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        raise ConversionError("tfjs", "tensorflowjs", f"{name}.{attr} is needed but {name} is not installed")
+
+    mod.__getattr__ = _missing  # type: ignore[attr-defined]
+    return mod
+
+
+def import_converter() -> Any:
+    """Import ``tensorflowjs``' SavedModel converter module, TF environment prepared first."""
+    from ._onnx2tf_env import prepare_tensorflow_env
+
+    prepare_tensorflow_env()  # TF_ENABLE_ONEDNN_OPTS=0 must precede the TensorFlow import
+    for name in _STANDIN_NAMES:
+        if name not in sys.modules and importlib.util.find_spec(name) is None:
+            sys.modules[name] = _stand_in(name)
+    try:
+        from tensorflowjs.converters import tf_saved_model_conversion_v2 as conv
+    except ImportError as exc:
+        raise MissingDependencyError("tensorflowjs", extra="tfjs", hint=f"import failed: {exc}") from exc
+    return conv
+
+
+def tensorflowjs_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("tensorflowjs")
+    except Exception:  # metadata missing in odd installs: the version is informative only
+        return "unknown"
+
+
+def convert_saved_model(saved_model: Path, out_dir: Path,
+                        quantization: dict[str, Any] | None = None) -> Path:
+    """Run tensorflowjs' converter; return the written ``model.json``."""
+    conv = import_converter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        conv.convert_tf_saved_model(str(saved_model), str(out_dir), signature_def="serving_default",
+                                    saved_model_tags="serve", quantization_dtype_map=quantization,
+                                    strip_debug_ops=True, weight_shard_size_bytes=4 * 1024 * 1024)
+    except ConversionError:
+        raise
+    except Exception as exc:  # the converter raises ValueError/TypeError/TF errors alike
+        raise ConversionError("tfjs", "tensorflowjs convert_tf_saved_model",
+                              f"{type(exc).__name__}: {exc}") from exc
+    model_json = out_dir / "model.json"
+    if not model_json.is_file():
+        raise ConversionError("tfjs", "tensorflowjs convert_tf_saved_model", "no model.json was written")
+    return model_json
+
+
+def weight_sizes(model_json: Path) -> dict[str, int]:
+    """Float weight name -> element count, from a model.json's weights manifest."""
+    manifest = json.loads(model_json.read_text())["weightsManifest"]
+    out: dict[str, int] = {}
+    for group in manifest:
+        for w in group["weights"]:
+            if w.get("dtype") == "float32" and "quantization" not in w:
+                n = 1
+                for d in w.get("shape", []):
+                    n *= int(d)
+                out[w["name"]] = n
+    return out
+
+
+def quantization_map(precision: str, sizes: dict[str, int]) -> dict[str, Any] | None:
+    """The ``quantization_dtype_map`` for a precision.
+
+    fp16: every float weight stored as float16. int8: large weights as uint8 (per-tensor affine),
+    the small ones as float16 (see UINT8_MIN_ELEMENTS). TF.js dequantizes all of them to float32
+    when the model loads, so this changes the download, not the arithmetic.
+    """
+    if precision == "fp32":
+        return None
+    if precision == "fp16":
+        return {"float16": True}
+    if precision == "int8":
+        # names are matched as fnmatch patterns: escape the pattern characters they may hold
+        big = sorted(re.sub(r"([\[\]*?])", r"[\1]", n) for n, k in sizes.items() if k >= UINT8_MIN_ELEMENTS)
+        if not big:
+            return {"uint8": True}
+        return {"uint8": big, "float16": True}
+    raise ConversionError("tfjs", "precision", f"TF.js weight quantization has no {precision!r}")

@@ -1,0 +1,175 @@
+"""ONNX exporter: fp32 / fp16 / bf16 (storage) / int8 static QDQ / int8-dynamic."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, ConversionError
+from .base import Artifact, Exporter, ExportJob
+from .torch_to_onnx import torch_to_onnx
+
+
+class OnnxExporter(Exporter):
+    format = "onnx"
+    precisions = ("fp32", "fp16", "bf16", "int8", "int8-dynamic")
+
+    def export(self, job: ExportJob, out_dir: Path) -> Artifact:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fp32 = self.fp32_model(job)
+        dest = out_dir / "model.onnx"
+        prec = job.precision
+        with job.progress.step(f"onnx: {prec}"):
+            if prec == "fp32":
+                shutil.copyfile(fp32, dest)
+                facts = {"weights": "fp32", "activations": "fp32", "compute": "fp32"}
+            elif prec == "fp16":
+                facts = _to_fp16(fp32, dest)
+            elif prec == "bf16":
+                facts = _to_bf16_storage(fp32, dest)
+            elif prec == "int8":
+                facts = _to_int8_static(fp32, dest, job)
+            elif prec == "int8-dynamic":
+                facts = _to_int8_dynamic(fp32, dest, job)
+            else:
+                raise ConfigError(f"onnx exporter cannot make {prec!r}; supported: {', '.join(self.precisions)}")
+        return Artifact("onnx", out_dir, "model.onnx", prec, tuple(job.source.input_names),
+                        tuple(job.source.output_names), facts)
+
+    @staticmethod
+    def fp32_model(job: ExportJob) -> Path:
+        """The fp32 ONNX file of the job's module (or the user's .onnx source as given)."""
+        if job.module is None:
+            if job.source.onnx_path is None:
+                raise ConfigError("nothing to export: the source has neither a module nor an ONNX file")
+            return Path(job.source.onnx_path)
+        path = job.workdir / "fp32.onnx"
+        if not path.exists():
+            with job.progress.step("torch -> onnx (dynamo exporter)"):
+                torch_to_onnx(job.module, job.source.example_inputs, job.source.input_names,
+                              job.source.output_names, path, opset=int(job.plan.option("opset", 18)))
+        return path
+
+
+def _to_fp16(src: Path, dest: Path) -> dict[str, Any]:
+    import onnx
+    from onnxconverter_common import float16
+
+    try:
+        model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    except Exception as exc:
+        raise ConversionError("onnx", "fp16 conversion", str(exc)) from exc
+    onnx.save(model, str(dest))
+    return {"weights": "fp16", "activations": "fp16", "io": "float32 (cast at the edges)",
+            "compute": "fp16 where onnxruntime has fp16 kernels, else upcast"}
+
+
+def _to_bf16_storage(src: Path, dest: Path) -> dict[str, Any]:
+    """Store float weights as bfloat16, each followed by a Cast to float.
+
+    onnxruntime's CPU provider has no bf16 MatMul/Conv/Add kernels, but it does load bf16
+    initializers and Cast them: so this is bf16 *storage* with fp32 arithmetic, and the report
+    says so. The rounding error of bf16 weights is real and is what parity measures.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    new_inits, casts, converted = [], [], 0
+    for init in graph.initializer:
+        if init.data_type != TensorProto.FLOAT or np.prod(init.dims, dtype=np.int64) < 16:
+            new_inits.append(init)  # scalars and shape-like constants stay fp32
+            continue
+        arr = numpy_helper.to_array(init).astype(np.float32)
+        bits = arr.view(np.uint32)
+        # round to nearest even into the top 16 bits
+        rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+        t = TensorProto()
+        t.name = init.name + "__bf16"
+        t.data_type = TensorProto.BFLOAT16
+        t.dims.extend(arr.shape)
+        t.raw_data = rounded.tobytes()
+        new_inits.append(t)
+        casts.append(helper.make_node("Cast", [t.name], [init.name], to=TensorProto.FLOAT,
+                                      name=init.name + "__bf16_cast"))
+        converted += 1
+    del graph.initializer[:]
+    graph.initializer.extend(new_inits)
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(casts + nodes)
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        raise ConversionError("onnx", "bf16 storage rewrite", str(exc)) from exc
+    onnx.save(model, str(dest))
+    return {"weights": f"bf16 ({converted} tensors)", "activations": "fp32", "compute": "fp32",
+            "note": "onnxruntime's CPU provider has no bf16 arithmetic kernels: weights are stored in "
+                    "bf16 and cast to fp32 at load; the size and the rounding error are bf16's, the "
+                    "speed is fp32's"}
+
+
+def _calibration_feeds(job: ExportJob) -> list[dict[str, np.ndarray]]:
+    data = job.calibration
+    if data is None:
+        raise ConfigError("int8 (static) needs calibration data: pass --data FILE.npz or use "
+                          "--precision int8-dynamic")
+    data = data.take(int(job.plan.option("calibration_samples", 256)))
+    return [data.sample(i) for i in range(len(data))]
+
+
+def _preprocess(src: Path, job: ExportJob) -> Path:
+    """onnxruntime's quant_pre_process (shape inference + graph optimization). Without it static
+    int8 came out slower than fp32 on this kind of CPU (see the project's toolchain notes)."""
+    if not job.plan.option("quant_preprocess", True):
+        return src
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    out = job.workdir / "preprocessed.onnx"
+    try:
+        quant_pre_process(str(src), str(out), skip_symbolic_shape=True)
+    except Exception as exc:
+        raise ConversionError("onnx", "quant_pre_process", str(exc)) from exc
+    return out
+
+
+def _to_int8_static(src: Path, dest: Path, job: ExportJob) -> dict[str, Any]:
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+
+    feeds = _calibration_feeds(job)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(feeds)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._it, None)
+
+    per_channel = bool(job.plan.option("per_channel", True))
+    pre = _preprocess(src, job)
+    try:
+        quantize_static(str(pre), str(dest), Reader(), quant_format=QuantFormat.QDQ,
+                        per_channel=per_channel, activation_type=QuantType.QInt8,
+                        weight_type=QuantType.QInt8, extra_options={"ActivationSymmetric": False})
+    except Exception as exc:
+        raise ConversionError("onnx", "quantize_static", str(exc)) from exc
+    return {"weights": "int8 " + ("per-channel" if per_channel else "per-tensor"),
+            "activations": f"int8 (QDQ, calibrated on {len(feeds)} samples)", "compute": "int8 where fused"}
+
+
+def _to_int8_dynamic(src: Path, dest: Path, job: ExportJob) -> dict[str, Any]:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    pre = _preprocess(src, job)
+    per_channel = bool(job.plan.option("per_channel", True))
+    try:
+        quantize_dynamic(str(pre), str(dest), weight_type=QuantType.QInt8, per_channel=per_channel)
+    except Exception as exc:
+        raise ConversionError("onnx", "quantize_dynamic", str(exc)) from exc
+    return {"weights": "int8 " + ("per-channel" if per_channel else "per-tensor"),
+            "activations": "fp32, quantized to uint8 at run time for MatMul/Conv",
+            "compute": "int8 (dynamic)"}

@@ -1,0 +1,65 @@
+"""Terminal rendering of a report: the summary a person reads after an export."""
+from __future__ import annotations
+
+from typing import Any
+
+from .report import Report
+
+
+def _fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _f(x: Any, spec: str = ".4f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def render_report(r: Report, bundle: str | None = None) -> str:
+    lines = []
+    status = "PASS" if r.passed else "FAIL"
+    lines.append(f"{status}  {r.model} -> {r.target} ({r.format}, {r.precision}"
+                 + (f", sparsity {r.sparsity:g}" if r.sparsity else "") + ")")
+    s = r.size
+    lines.append(f"  size      {_fmt_bytes(s.get('artifact_bytes'))} (fp32 {_fmt_bytes(s.get('fp32_bytes'))}, "
+                 f"ratio {_f(s.get('ratio'), '.3f')}, gzip {_fmt_bytes(s.get('gzip_bytes'))})")
+    p = r.parity
+    agree = p.get("top1_agreement")
+    lines.append(f"  parity    {p.get('samples')} samples in {r.runtime}"
+                 + (f", top-1 agreement {agree:.4f}" if agree is not None else ""))
+    for o in p.get("outputs", []):
+        lines.append(f"            {o['name']}: max_abs {o['max_abs']:.3g}  cosine {o['cosine']:.6f}  "
+                     f"sqnr {o['sqnr_db']:.1f} dB  {'ok' if o['passed'] else 'FAIL'}")
+    if r.accuracy:
+        a = r.accuracy
+        lines.append(f"  accuracy  {a['metric']} {a['artifact']:.4f} (source {a['reference']:.4f}, "
+                     f"drop {a['drop'] * 100:+.2f} pt)")
+    lat = r.latency
+    if lat:
+        lines.append(f"  latency   p50 {_f(lat.get('p50_ms'), '.3f')} ms  p90 {_f(lat.get('p90_ms'), '.3f')} ms  "
+                     f"({lat.get('provenance')}: {lat.get('where')}; load {_f(lat.get('load_ms'), '.0f')} ms)")
+    for extra in r.runtimes:
+        el = extra.get("latency") or {}
+        ep = extra.get("parity") or {}
+        ag = ep.get("top1_agreement")
+        lines.append(f"  +runtime  {extra['runtime']}: p50 {_f(el.get('p50_ms'), '.3f')} ms"
+                     + (f", agreement {ag:.4f}" if ag is not None else "")
+                     + f", min cosine {_f(ep.get('cosine_min'), '.6f')}  ({el.get('provenance')})")
+    ops = r.ops
+    if ops.get("used"):
+        uns = ops.get("unsupported") or []
+        lines.append(f"  ops       {len(ops['used'])} kinds" + (f"; not taken by target: {', '.join(uns)}" if uns else ""))
+    if r.precision_facts:
+        facts = ", ".join(f"{k}: {v}" for k, v in r.precision_facts.items()
+                          if k in ("weights", "activations", "compute", "note"))
+        lines.append(f"  precision {facts}")
+    for c in r.checks:
+        lines.append(f"  [{'x' if c.passed else ' '}] {c.name}: {c.detail}")
+    if bundle:
+        lines.append(f"  bundle    {bundle}")
+    return "\n".join(lines)
