@@ -189,7 +189,19 @@ def validate_bundle(bundle: str | Path, progress: Progress | None = None) -> Rep
                           converted_reference=golden.converted_reference, progress=progress)
     except (RuntimeLoadError, ConversionError, ValueError) as exc:
         return _failed_report(manifest, plan, [integrity, Check("rerun", False, f"{art['entry']}: {exc}")])
-    return Report(**{**report.__dict__, "checks": (integrity,) + report.checks})
+    stored = _stored_report(root) if not problems else {}
+    return Report(**{**report.__dict__, "checks": (integrity,) + report.checks,
+                     "precision_facts": stored.get("precision_facts") or {}, "pruning": stored.get("pruning")})
+
+
+def _stored_report(root: Path) -> dict[str, Any]:
+    """The report written at export (trusted only once its hash matched)."""
+    import json
+
+    try:
+        return json.loads((root / REPORT).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _failed_report(manifest: dict[str, Any], plan: Plan, checks: list[Check]) -> Report:

@@ -25,9 +25,13 @@ class Progress:
             print(f"[edgeport] {message} ...", file=self.stream, flush=True)
         try:
             yield
-        finally:
+        except BaseException:
             if self.enabled:
-                print(f"[edgeport]   {message}: {time.perf_counter() - t0:.1f} s", file=self.stream, flush=True)
+                print(f"[edgeport]   {message}: failed after {time.perf_counter() - t0:.1f} s",
+                      file=self.stream, flush=True)
+            raise
+        if self.enabled:
+            print(f"[edgeport]   {message}: {time.perf_counter() - t0:.1f} s", file=self.stream, flush=True)
 
 
 SILENT = Progress(enabled=False)

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..data import Dataset
+from ..errors import EdgeportError, RuntimeLoadError
 from ..progress import Progress
 from ..targets.profile import Plan
 from .inspect import inspect_artifact
@@ -103,7 +104,12 @@ def evaluate(*, model: str, version: str, root: Path, entry: str, files: Sequenc
     checks: list[Check] = []
 
     t0 = time.perf_counter()
-    ops = inspect_artifact(plan.format, path, plan)
+    try:
+        ops = inspect_artifact(plan.format, path, plan)
+    except EdgeportError:
+        raise
+    except Exception as exc:  # a parser's own error on a damaged file
+        raise RuntimeLoadError(f"cannot read the ops of {entry}: {type(exc).__name__}: {exc}") from exc
     if ops.blocking and ops.unsupported:
         checks.append(Check("ops", False, f"not supported by {plan.target}: {', '.join(sorted(set(ops.unsupported)))}"))
     elif ops.used:

@@ -34,7 +34,8 @@ for _name, _fn in _BINARY.items():
 def _real_div(a: Args, ctx: Context) -> np.ndarray:
     x, y = _num(a["x"]), _num(a["y"])
     if x.dtype.kind in "iu" and y.dtype.kind in "iu":
-        return np.floor_divide(x, y)  # MIL real_div on integers floors (like torch's floor division)
+        # integer real_div: true division, then the int32 result type truncates toward zero
+        return np.trunc(x / y).astype(np.int32)
     with np.errstate(divide="ignore", invalid="ignore"):
         return f32(x) / f32(y)
 
