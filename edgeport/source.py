@@ -77,8 +77,18 @@ class ModelSource:
         """Outputs of the source model (or of ``module``, e.g. a pruned copy) on every sample."""
         if module is None and self.module is None:
             return _onnx_reference(self, data)
-        outs: list[list[np.ndarray]] = [[] for _ in self.output_names]
         batch = int(self.extra.get("reference_batch", 64))
+        try:
+            return self._reference_batched(data, module, batch)
+        except Exception:
+            if batch == 1:
+                raise
+            # a model traced/exported at batch 1 (e.g. a .pt2 with a static batch) runs one by one
+            self.extra["reference_batch"] = 1
+            return self._reference_batched(data, module, 1)
+
+    def _reference_batched(self, data: Dataset, module: Any | None, batch: int) -> dict[str, np.ndarray]:
+        outs: list[list[np.ndarray]] = [[] for _ in self.output_names]
         for start in range(0, len(data), batch):
             feeds = tuple(data.inputs[n][start:start + batch] for n in self.input_names)
             for i, o in enumerate(self._torch_forward(feeds, module)):
@@ -113,7 +123,9 @@ class ModelSource:
         """A copy whose eval (and calibration) data are the user's ``--data``."""
         if data is None:
             return self
-        return replace(self, eval_data=data, calibration_data=data)
+        # labels name classes: a model whose task was not declared is judged as a classifier
+        task = "classification" if data.labels is not None and self.task == "generic" else self.task
+        return replace(self, eval_data=data, calibration_data=data, task=task)
 
 
 def _to_numpy(x: Any) -> np.ndarray:

@@ -70,3 +70,30 @@ def prune_magnitude(module: Any, sparsity: float, scope: str = "layer") -> tuple
     prunable = sum(m.weight.numel() for m in layers)
     zeroed = sum(int((m.weight == 0).sum()) for m in layers)
     return pruned, PruningStats(sparsity, scope, len(layers), prunable, zeroed, total)
+
+
+def recalibrate_batchnorm(module: Any, batches: list[tuple[Any, ...]]) -> int:
+    """Re-estimate BatchNorm running statistics on unlabelled inputs (in place).
+
+    Pruning shifts every activation's mean and variance; the stored statistics then normalize
+    with the wrong numbers. Averaging fresh statistics over a few batches is nearly free and
+    recovers much of the loss. Returns how many BatchNorm layers were updated.
+    """
+    import torch
+    import torch.nn as nn
+
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or not batches:
+        return 0
+    saved = [(m.momentum, m.training) for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over all batches
+        m.train()
+    with torch.no_grad():
+        for args in batches:
+            module(*args)
+    for m, (momentum, training) in zip(bns, saved):
+        m.momentum = momentum
+        m.train(training)
+    return len(bns)
