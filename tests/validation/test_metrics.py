@@ -1,0 +1,47 @@
+"""Error statistics as values, and a parity failure that fails the run."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from edgeport.pipeline import export
+from edgeport.validation.bundle import read_golden
+from edgeport.validation.judge import evaluate
+from edgeport.validation.metrics import ErrorStats, top1_accuracy, top1_agreement
+
+
+def test_error_stats_known_values():
+    ref = np.array([[3.0, 4.0], [1.0, 0.0]])
+    got = np.array([[3.0, 4.0], [0.0, 1.0]])
+    st = ErrorStats.from_arrays("y", ref, got)
+    assert st.max_abs == 1.0 and st.mean_abs == 0.5 and st.max_abs_rel == 0.25
+    assert st.cosine == 0.5 and st.cosine_min == 0.0  # (1 + 0) / 2
+    assert math.isclose(st.sqnr_db, 10 * math.log10(26 / 2))
+    exact = ErrorStats.from_arrays("y", ref, ref)
+    assert exact.sqnr_db == math.inf and exact.to_dict()["sqnr_db"] == 999.0
+
+
+def test_agreement_and_accuracy():
+    a = np.array([[0, 1], [1, 0], [0, 1]])
+    b = np.array([[0, 1], [0, 1], [0, 1]])
+    assert top1_agreement(a, b) == 2 / 3
+    assert top1_accuracy(a, np.array([1, 0, 0])) == 2 / 3
+
+
+def test_divergence_fails_the_checks(digits, tmp_path):
+    (res,) = export(digits, ["local-onnx"], precision="fp16", out_dir=tmp_path)
+    golden = read_golden(res.bundle / "golden.npz", ["logits"])
+    import json
+
+    manifest = json.loads((res.bundle / "manifest.json").read_text())
+    from edgeport.targets.profile import Plan
+
+    plan = Plan.from_dict(manifest["plan"])
+    shifted = {"logits": golden.reference["logits"][::-1].copy()}  # references of other samples
+    r = evaluate(model="digits_cnn", version="t", root=res.bundle, entry="model.onnx", files=["model.onnx"],
+                 plan=plan, golden=golden.data, reference=shifted, task="classification", fp32_bytes=1)
+    failed = {c.name for c in r.failed_checks}
+    assert not r.passed and {"parity", "top1_agreement"} <= failed
+    out = r.parity["outputs"][0]
+    assert out["passed"] is False and out["cosine"] < 0.9
