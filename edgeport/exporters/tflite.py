@@ -3,8 +3,9 @@
 Why this path (TOOLCHAIN.md): TensorFlow's own converter is the one path that produced every
 precision, full-integer int8 included, for both the CNN and the token-id transformer; onnx2tf's
 own int8 path casts token ids to float, and litert-torch's dynamic int8 of an embedding model
-converts but fails at run time. litert-torch (torch -> .tflite directly) remains the fallback for
-fp32/fp16 when onnx2tf cannot translate a graph.
+converts but fails at run time. Fallbacks: a full-integer int8 conversion that fails because an
+op has no int8 kernel is retried with float fallback ops (recorded in the facts); any other failure
+is refused with the converter's reason (ConversionError).
 
 Every artifact is loaded in the LiteRT interpreter and run on the example input before it is
 returned: an artifact that does not load is never shipped.
@@ -132,8 +133,9 @@ def describe(precision: str, io_types: dict[str, str], specs: list[Any], float_f
              int8_io: str) -> dict[str, Any]:
     """What is stored and what is computed, in words a reader of the report can trust."""
     io = ", ".join(f"{n}: {t}" for n, t in io_types.items())
-    facts: dict[str, Any] = {"path": "torch -> ONNX -> onnx2tf SavedModel -> TFLiteConverter",
-                             "io": io, "layout": "NCHW inputs kept (transposed inside the graph)"}
+    facts: dict[str, Any] = {"path": "torch -> ONNX -> onnx2tf SavedModel -> TFLiteConverter", "io": io}
+    if any(3 <= len(s.shape) <= 5 for s in specs):
+        facts["layout"] = "NCHW inputs kept (transposed to NHWC inside the graph)"
     if precision == "fp32":
         facts.update(weights="float32", activations="float32", compute="float32 (XNNPACK)")
     elif precision == "fp16":

@@ -29,25 +29,43 @@ def torch_to_onnx(module: Any, example_inputs: Sequence[np.ndarray], input_names
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(module, args, str(path), input_names=list(input_names),
-                              output_names=list(output_names), opset_version=opset, dynamo=True,
-                              external_data=False, verbose=False)
+                              opset_version=opset, dynamo=True, external_data=False, verbose=False)
     except Exception as exc:
         raise ConversionError("onnx", "torch.onnx.export", f"{type(exc).__name__}: {exc}") from exc
-    _strip_debug_info(path)
+    _tidy(path, list(output_names))
     return path
 
 
-def _strip_debug_info(path: Path) -> None:
-    """Drop what only helps debugging the exporter: intermediate value_info (stale entries break
-    onnxruntime's quantizer shape inference on dynamo graphs) and per-node metadata (torch stack
-    traces and module paths — kilobytes per node, which on a small model is a large share of the
-    file and would hide the real effect of quantization on size)."""
+def _tidy(path: Path, output_names: list[str]) -> None:
+    """Name the graph outputs like the source's and drop debugging-only data.
+
+    Output names are set here rather than by the exporter: asking the exporter for an output
+    named like an internal value (an ``nn.Embedding`` called ``embedding``, say) yields a graph
+    with a duplicate name that onnxruntime refuses. Clashing internal values are renamed first.
+    """
     import onnx
 
     model = onnx.load(str(path))
-    del model.graph.value_info[:]
-    for graph in _graphs(model.graph):
-        for node in graph.node:
+    graph = model.graph
+    if len(graph.output) != len(output_names):
+        raise ConversionError("onnx", "output naming", f"the graph has {len(graph.output)} outputs, "
+                              f"the source names {len(output_names)}")
+    renames = {o.name: new for o, new in zip(graph.output, output_names) if o.name != new}
+    taken = {v for n in graph.node for v in (*n.input, *n.output)} | {i.name for i in graph.initializer}
+    clashes = {new: f"{new}__internal" for new in renames.values() if new in taken and new not in renames}
+    mapping = {**clashes, **renames}
+    if mapping:
+        for graph_ in _graphs(graph):
+            for node in graph_.node:
+                node.input[:] = [mapping.get(v, v) for v in node.input]
+                node.output[:] = [mapping.get(v, v) for v in node.output]
+        for init in graph.initializer:
+            init.name = mapping.get(init.name, init.name)
+        for vi in graph.output:
+            vi.name = mapping.get(vi.name, vi.name)
+    del graph.value_info[:]
+    for graph_ in _graphs(graph):
+        for node in graph_.node:
             del node.metadata_props[:]
             node.doc_string = ""
     onnx.save(model, str(path))
