@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shutil
 import sys
 import types
 from pathlib import Path
@@ -68,7 +69,9 @@ def convert_saved_model(saved_model: Path, out_dir: Path,
                         quantization: dict[str, Any] | None = None) -> Path:
     """Run tensorflowjs' converter; return the written ``model.json``."""
     conv = import_converter()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists():  # stale shards of an earlier export would ride along in the download
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
     try:
         conv.convert_tf_saved_model(str(saved_model), str(out_dir), signature_def="serving_default",
                                     saved_model_tags="serve", quantization_dtype_map=quantization,

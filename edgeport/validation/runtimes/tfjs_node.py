@@ -146,7 +146,7 @@ class TFJSSessionBase(Session):
                           "outputs": list(self.io.output_keys), "warmup": int(warmup), "runs": int(runs)})
         extra = {"backend": self.info.get("backend", self.backend), "tfjs": self.info.get("tfjs"),
                  "first_inference_ms": ans.get("firstMs"), "timer": "performance.now() inside JS",
-                 **{k: self.info[k] for k in ("backend_init_ms", "start_ms", "simd") if k in self.info}}
+                 **{k: v for k, v in self.info.items() if k not in ("backend", "tfjs")}}
         return Timing(self.runtime_name, "measured", self.where(), self.threads,
                       tuple(float(t) for t in ans["timesMs"]), self.load_ms, extra)
 

@@ -1,0 +1,211 @@
+"""PyTorch -> TF.js graph model (``tfjs/model.json`` + weight shards).
+
+Path: torch -> ONNX (dynamo) -> SavedModel (onnx2tf, NCHW inputs kept) -> tensorflowjs'
+``convert_tf_saved_model`` in-process. Precision is TF.js *weight* quantization: fp16 stores
+float16, int8 stores uint8 with one affine (min, scale) per tensor. TF.js turns every weight back
+into float32 when the model loads, so these shrink the download only; the facts say so.
+
+Integer token ids: the graph declares int64 (from torch), TF.js runs int32 tensors; edgeport's
+runtimes feed int32 and the facts tell users to do the same.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConversionError
+from .base import Artifact, Exporter, ExportJob
+
+#: model.json's userDefinedMetadata key holding the source names (read by the tfjs runtimes)
+METADATA_KEY = "edgeport"
+
+
+class TFJSExporter(Exporter):
+    format = "tfjs"
+    precisions = ("fp32", "fp16", "int8")
+
+    def export(self, job: ExportJob, out_dir: Path) -> Artifact:
+        """Write ``out_dir/tfjs/model.json`` and its shards; describe them in an Artifact."""
+        from . import _tfjs_convert as conv
+        from ._onnx2tf_env import onnx_to_saved_model
+
+        precision = job.precision
+        if precision not in self.precisions:
+            raise ConversionError("tfjs", "precision", f"TF.js stores weights as fp32, fp16 or int8 "
+                                  f"(uint8), not {precision!r}")
+        src = job.source
+        onnx_path = self._onnx(job)
+        workdir = Path(job.workdir)
+        saved_model = onnx_to_saved_model(onnx_path, workdir / "tfjs_saved_model", keep_nchw=True,
+                                          progress=job.progress)
+        tfjs_dir = Path(out_dir) / "tfjs"
+        with job.progress.step(f"tensorflowjs: SavedModel -> graph model ({precision})"):
+            # a float32 pass first: its manifest names the weights and their sizes (which the
+            # int8 map needs: it keeps small tensors in float16), and its bytes are the fp32
+            # denominator of the size ratio, so no second fp32 export is needed for it
+            probe = conv.convert_saved_model(saved_model, workdir / "tfjs_fp32")
+            sizes = conv.weight_sizes(probe)
+            _add_metadata(probe, src, "fp32")
+            fp32_bytes = sum(f.stat().st_size for f in probe.parent.iterdir() if f.is_file())
+            qmap = conv.quantization_map(precision, sizes)
+            if qmap is None:
+                _move_dir(probe.parent, tfjs_dir)
+            else:
+                conv.convert_saved_model(saved_model, tfjs_dir, qmap)
+                _add_metadata(tfjs_dir / "model.json", src, precision)
+        doc = json.loads((tfjs_dir / "model.json").read_text())
+        src_dtypes = {s.name: s.dtype for s in src.input_specs}
+        facts = _facts(doc, tfjs_dir, precision, src_dtypes, conv.tensorflowjs_version())
+        facts["fp32_bytes"] = fp32_bytes
+        return Artifact(format="tfjs", root=Path(out_dir), entry="tfjs/model.json", precision=precision,
+                        input_names=tuple(src.input_names), output_names=tuple(src.output_names),
+                        facts=facts)
+
+    @staticmethod
+    def _onnx(job: ExportJob) -> Path:
+        src = job.source
+        if job.module is None:
+            if src.onnx_path is None:
+                raise ConversionError("tfjs", "source", "neither a torch module nor an ONNX file was given")
+            return Path(src.onnx_path)
+        from .torch_to_onnx import torch_to_onnx
+
+        with job.progress.step("torch -> ONNX (for TF.js)"):
+            return torch_to_onnx(job.module, src.example_inputs, src.input_names, src.output_names,
+                                 Path(job.workdir) / "tfjs_source.onnx")
+
+
+def _add_metadata(model_json: Path, src: Any, precision: str) -> None:
+    """Record the source names in model.json (the runtimes read them) and write it compactly."""
+    doc = json.loads(model_json.read_text())
+    in_map, out_map = _name_maps(doc, src.input_names, src.output_names)
+    src_dtypes = {s.name: s.dtype for s in src.input_specs}
+    doc.setdefault("userDefinedMetadata", {})[METADATA_KEY] = {
+        "inputs": [{"name": n, "key": in_map[n], "dtype": src_dtypes.get(n, "float32"),
+                    "served_as": "int32" if src_dtypes.get(n, "").startswith(("int", "uint")) else "float32"}
+                   for n in src.input_names],
+        "outputs": [{"name": n, "key": out_map[n]} for n in src.output_names],
+        "precision": precision,
+    }
+    _shorten_node_names(doc)
+    # compact separators: model.json is part of the download
+    model_json.write_text(json.dumps(doc, separators=(",", ":")))
+
+
+def _shorten_node_names(doc: dict[str, Any]) -> None:
+    """Rename internal nodes ``n0, n1, ...``: TensorFlow's scoped names
+    (``StatefulPartitionedCall/model_31/layer_normalization/batchnorm/...``) are a third of a small
+    model's download and mean nothing to a page. Inputs and the signature's output nodes keep
+    their names. Graphs with functions (control flow) or initializers are left as they are."""
+    topo = doc["modelTopology"]
+    if (topo.get("library") or {}).get("function") or doc.get("modelInitializer"):
+        return
+    sig = doc.get("signature") or {}
+    keep = {v["name"].split(":")[0] for part in ("inputs", "outputs") for v in (sig.get(part) or {}).values()}
+    keep |= {n["name"] for n in topo["node"] if n.get("op") == "Placeholder"}
+    new = {}
+    for n in topo["node"]:
+        if n["name"] not in keep:
+            new[n["name"]] = f"n{len(new)}"
+    if any(v in keep for v in new.values()):  # a kept name that looks like ours: leave all alone
+        return
+
+    def rename(ref: str) -> str:
+        ctrl = ref.startswith("^")
+        base, sep, port = ref.lstrip("^").partition(":")
+        return ("^" if ctrl else "") + new.get(base, base) + sep + port
+
+    for n in topo["node"]:
+        n["name"] = new.get(n["name"], n["name"])
+        if "input" in n:
+            n["input"] = [rename(i) for i in n["input"]]
+    for group in doc["weightsManifest"]:
+        for w in group["weights"]:
+            w["name"] = new.get(w["name"], w["name"])
+
+
+def _move_dir(src: Path, dst: Path) -> None:
+    import shutil
+
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(src), str(dst))
+
+
+def _sanitised(name: str) -> str:
+    return re.sub(r"[^0-9A-Za-z_]", "_", name)
+
+
+def _name_maps(doc: dict[str, Any], input_names: tuple[str, ...],
+               output_names: tuple[str, ...]) -> tuple[dict[str, str], dict[str, str]]:
+    """Source input/output name -> the graph model's signature key.
+
+    onnx2tf names signature inputs after the ONNX inputs (special characters replaced) and
+    outputs ``output_0, output_1, ...`` in ONNX order.
+    """
+    sig = doc.get("signature") or {}
+    in_keys, out_keys = list(sig.get("inputs", {})), list(sig.get("outputs", {}))
+    if len(in_keys) != len(input_names) or len(out_keys) != len(output_names):
+        raise ConversionError("tfjs", "signature", f"graph model has {len(in_keys)} inputs / {len(out_keys)} "
+                              f"outputs, source has {len(input_names)} / {len(output_names)}")
+    in_map = {}
+    for i, name in enumerate(input_names):
+        match = [k for k in in_keys if k == name] or [k for k in in_keys if _sanitised(k) == _sanitised(name)]
+        in_map[name] = match[0] if match else in_keys[i]
+
+    def order(key: str) -> tuple[int, str]:
+        m = re.search(r"(\d+)$", key)
+        return (int(m.group(1)) if m else 0, key)
+
+    by_name = {k: k for k in out_keys if k in output_names}
+    if len(by_name) == len(output_names):
+        out_map = {n: n for n in output_names}
+    else:
+        out_map = dict(zip(output_names, sorted(out_keys, key=order)))
+    return in_map, out_map
+
+
+def _facts(doc: dict[str, Any], tfjs_dir: Path, precision: str, src_dtypes: dict[str, str],
+           tfjs_version: str) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for group in doc["weightsManifest"]:
+        for w in group["weights"]:
+            stored = (w.get("quantization") or {}).get("dtype", w.get("dtype", "float32"))
+            counts[stored] = counts.get(stored, 0) + 1
+    files = sorted(f for f in tfjs_dir.iterdir() if f.is_file())
+    raw = sum(f.stat().st_size for f in files)
+    gz = sum(len(gzip.compress(f.read_bytes(), compresslevel=9, mtime=0)) for f in files)
+    weights = {"fp32": "float32",
+               "fp16": "float16 (TF.js weight quantization)",
+               "int8": "uint8 with a per-tensor affine (min, scale) for tensors of >= "
+                       f"{_uint8_min()} elements, float16 for smaller ones (TF.js weight quantization)"}[precision]
+    facts: dict[str, Any] = {
+        "weights": weights,
+        "activations": "float32",
+        "compute": "float32" if precision == "fp32" else
+                   "float32: storage only, TF.js dequantizes the weights to float32 when the model "
+                   "loads, so this shrinks the download, not the run time",
+        "storage_only": precision != "fp32",
+        "stored_weight_tensors": counts,
+        "download_bytes": raw,
+        "download_gzip_bytes": gz,
+        "download_files": len(files),
+        "layout": "NCHW inputs, as the source model (onnx2tf keeps them; TF.js transposes inside)",
+        "converter": f"torch -> ONNX -> onnx2tf SavedModel -> tensorflowjs {tfjs_version} "
+                     "convert_tf_saved_model",
+    }
+    ints = [n for n, d in src_dtypes.items() if d.startswith(("int", "uint"))]
+    if ints:
+        facts["integer_inputs"] = (f"{', '.join(ints)}: {src_dtypes[ints[0]]} in the source, fed to TF.js as "
+                                   "int32 tensors (TF.js has no int64); values must fit in int32")
+    return facts
+
+
+def _uint8_min() -> int:
+    from ._tfjs_convert import UINT8_MIN_ELEMENTS
+
+    return UINT8_MIN_ELEMENTS

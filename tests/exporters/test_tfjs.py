@@ -1,0 +1,136 @@
+"""browser-tfjs end to end on the sample models: real onnx2tf + tensorflowjs conversion, real TF.js
+in Node (wasm and cpu backends) and in headless Chromium; numbers asserted."""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeport.exporters import ExportJob, get_exporter
+from edgeport.pipeline import export
+from edgeport.progress import SILENT
+from edgeport.targets.profile import load_profile, resolve_plan
+from edgeport.validation.inspect import inspect_artifact
+
+RUNTIMES = ("tfjs-node", "tfjs-node-cpu", "tfjs-chromium")
+
+
+def _agreements(report) -> dict[str, float]:
+    out = {report.runtime: report.parity["top1_agreement"]}
+    for run in report.runtimes:
+        assert "error" not in run, run
+        out[run["runtime"]] = run["parity"]["top1_agreement"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def digits_reports(digits, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tfjs-digits")
+    return {p: export(digits, ["browser-tfjs"], precision=p, out_dir=out / p)[0] for p in ("fp16", "int8")}
+
+
+@pytest.fixture(scope="module")
+def text_reports(text_transformer, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tfjs-text")
+    return {p: export(text_transformer, ["browser-tfjs"], precision=p, out_dir=out / p)[0] for p in ("fp32", "fp16")}
+
+
+def test_digits_fp16_agrees_in_node_and_chromium(digits_reports):
+    r = digits_reports["fp16"].report
+    assert r.passed, [c for c in r.checks if not c.passed]
+    agree = _agreements(r)
+    assert set(agree) == set(RUNTIMES)
+    assert all(a >= 0.999 for a in agree.values()), agree
+    assert 0.50 <= r.size["ratio"] <= 0.55
+    assert r.accuracy["drop"] <= 0.005
+
+
+def test_digits_int8_is_under_a_third_and_keeps_accuracy(digits_reports):
+    r = digits_reports["int8"].report
+    assert r.passed, [c for c in r.checks if not c.passed]
+    assert r.size["ratio"] <= 0.30
+    assert r.size["gzip_bytes"] < r.size["artifact_bytes"]
+    assert r.accuracy["drop"] <= 0.01
+    assert all(a >= 0.99 for a in _agreements(r).values())
+    facts = r.precision_facts
+    assert facts["storage_only"] is True and "storage only" in facts["compute"]
+    assert facts["stored_weight_tensors"]["uint8"] >= 3  # the conv/dense kernels
+    assert facts["stored_weight_tensors"]["float16"] >= 1  # small tensors (biases) stay float16
+
+
+def test_latency_is_measured_inside_js_per_backend(digits_reports):
+    r = digits_reports["fp16"].report
+    lat = {r.runtime: r.latency, **{x["runtime"]: x["latency"] for x in r.runtimes}}
+    assert "wasm backend" in lat["tfjs-node"]["where"] and "Node v" in lat["tfjs-node"]["where"]
+    assert "cpu backend" in lat["tfjs-node-cpu"]["where"]
+    assert "headless Chromium" in lat["tfjs-chromium"]["where"]
+    for name, l in lat.items():
+        assert l["provenance"] == "measured" and l["runs"] == 50, name
+        assert 0 < l["p50_ms"] <= l["p90_ms"] < 1000, (name, l)
+        assert l["load_ms"] > 0 and l["timer"].startswith("performance.now"), name
+
+
+def test_text_transformer_fp32_and_fp16_pass_everywhere(text_reports):
+    for prec, res in text_reports.items():
+        r = res.report
+        assert r.passed, (prec, [c for c in r.checks if not c.passed])
+        agree = _agreements(r)
+        assert set(agree) == set(RUNTIMES) and min(agree.values()) >= 0.99, (prec, agree)
+        worst = min(o["cosine"] for o in r.parity["outputs"])
+        assert worst >= (0.99999 if prec == "fp32" else 0.9999), (prec, worst)
+    assert "int32" in text_reports["fp32"].report.precision_facts["integer_inputs"]
+    assert text_reports["fp16"].report.size["ratio"] <= 0.6
+
+
+def test_model_json_carries_source_names_and_ops_pass_the_tfjs_list(text_reports):
+    path = text_reports["fp16"].bundle / "tfjs" / "model.json"
+    meta = json.loads(path.read_text())["userDefinedMetadata"]["edgeport"]
+    assert [m["name"] for m in meta["inputs"]] == ["input_ids"]
+    assert meta["inputs"][0]["dtype"] == "int64" and meta["inputs"][0]["served_as"] == "int32"
+    assert [m["name"] for m in meta["outputs"]] == ["logits"]
+    ops = inspect_artifact("tfjs", path)
+    assert not ops.unsupported and not ops.blocking
+    assert {"GatherV2", "Softmax", "BatchMatMulV2"} <= set(ops.used)
+    assert ops.details["download_bytes"] == sum(f.stat().st_size for f in path.parent.iterdir())
+    assert "tensorflowjs 4.22.0 op_list" in ops.details["op_list"]
+
+
+def test_an_op_tfjs_lacks_is_named_and_blocks(text_reports, tmp_path):
+    src = text_reports["fp32"].bundle / "tfjs"
+    shutil.copytree(src, tmp_path / "tfjs")
+    mj = tmp_path / "tfjs" / "model.json"
+    doc = json.loads(mj.read_text())
+    # what oneDNN's LayerNorm fusion leaves behind when TF_ENABLE_ONEDNN_OPTS is not 0
+    victim = next(n for n in doc["modelTopology"]["node"] if n["op"] == "Rsqrt")
+    victim["op"] = "_MklLayerNorm"
+    mj.write_text(json.dumps(doc))
+    ops = inspect_artifact("tfjs", mj)
+    assert ops.blocking and ops.unsupported == ["_MklLayerNorm"]
+    assert "_MklLayerNorm" in ops.details["reason"]
+
+
+def test_onnx_source_exports_without_a_module(digits, tmp_path):
+    from edgeport.exporters.torch_to_onnx import torch_to_onnx
+    from edgeport.source import load_source
+    from edgeport.validation.runtimes import get_runtime
+
+    onnx_path = torch_to_onnx(digits.module, digits.example_inputs, digits.input_names, digits.output_names,
+                              tmp_path / "digits.onnx")
+    src = load_source(str(onnx_path))
+    plan = resolve_plan(load_profile("browser-tfjs"), "fp32")
+    with tempfile.TemporaryDirectory() as work:
+        art = get_exporter("tfjs").export(ExportJob(src, None, plan, None, SILENT, Path(work)), tmp_path / "out")
+    assert art.entry == "tfjs/model.json" and art.input_names == ("x",) and art.output_names == ("logits",)
+    assert art.facts["fp32_bytes"] == art.total_bytes()
+    data = digits.eval_data.take(64)
+    ref = digits.reference(data)["logits"]
+    sess = get_runtime("tfjs-node").load(art.path)
+    try:
+        out = sess.predict(data)["logits"]
+    finally:
+        sess.close()
+    assert np.abs(out - ref).max() < 1e-4
