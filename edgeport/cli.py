@@ -114,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notices) is noise to a CLI user
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # converters' own progress bars; ours are the [edgeport] lines
     handler = {"targets": _cmd_targets, "export": _cmd_export, "validate": _cmd_validate, "run": _cmd_run}
     try:
         return handler[args.command](args)
