@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import MissingDependencyError, RuntimeLoadError
+from ...native_logs import native_stderr
 from ...source import TensorSpec
 from .base import Runtime, Session
 
@@ -54,8 +55,9 @@ class LiteRTSession(Session):
         resolver = mod.OpResolverType.BUILTIN_REF if reference else mod.OpResolverType.AUTO
         t0 = time.perf_counter()
         try:
-            self._interp = mod.Interpreter(model_path=str(self.path), num_threads=self.threads,
-                                           experimental_op_resolver_type=resolver)
+            with native_stderr():  # the delegate's "INFO: Created ... delegate" line
+                self._interp = mod.Interpreter(model_path=str(self.path), num_threads=self.threads,
+                                               experimental_op_resolver_type=resolver)
             signatures = self._interp.get_signature_list()
             if signatures:
                 # the serving signature when there is one; its names are the model's public names
@@ -91,13 +93,19 @@ class LiteRTSession(Session):
                 raise RuntimeLoadError(f"missing input {name!r} (given: {', '.join(feed) or 'nothing'})")
             args[name] = _to_model(np.asarray(x), det)
         try:
-            if self._runner is not None:
-                outs = self._runner(**args)
+            if not getattr(self, "_warm", False):
+                # the delegate is built on the first invocation and announces itself on fd 2
+                with native_stderr():
+                    outs = self._invoke(args)
+                self._warm = True
             else:
-                outs = self._run_tensors(args)
+                outs = self._invoke(args)
         except Exception as exc:
             raise RuntimeLoadError(f"LiteRT failed to run {self.path.name}: {_one_line(exc)}") from exc
         return {n: _from_model(outs[n], self._out[n]) for n in self.output_names}
+
+    def _invoke(self, args: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._runner(**args) if self._runner is not None else self._run_tensors(args)
 
     def _run_tensors(self, args: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         resized = False
