@@ -2,9 +2,7 @@
 loaded from offline packages."""
 from __future__ import annotations
 
-import importlib
-
-from ..errors import UnknownNameError
+from ..registry import LazyRegistry
 from ..source import ModelSource
 
 # name -> "module:function" returning a ModelSource (imported lazily: they need torch)
@@ -16,8 +14,9 @@ SAMPLES: dict[str, str] = {
 }
 
 
+_REGISTRY = LazyRegistry("sample model", SAMPLES)
+
+
 def load_sample(name: str) -> ModelSource:
-    if name not in SAMPLES:
-        raise UnknownNameError("sample model", name, list(SAMPLES))
-    mod_name, _, fn = SAMPLES[name].partition(":")
-    return getattr(importlib.import_module(mod_name), fn)()
+    """The sample model ``name`` as a ModelSource (imports torch and the model's packages)."""
+    return _REGISTRY.load(name)()

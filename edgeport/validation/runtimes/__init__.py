@@ -1,13 +1,13 @@
 """Runtimes, registered by name, imported only when used."""
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
-from ...errors import ConfigError, ModelLoadError, UnknownNameError
+from ...errors import ModelLoadError
+from ...registry import LazyRegistry
 from .base import Runtime, Session, Timing
 
-_REGISTRY: dict[str, str] = {
+RUNTIMES = LazyRegistry("runtime", {
     "onnxruntime": "edgeport.validation.runtimes.onnxruntime:OnnxRuntime",
     "litert": "edgeport.validation.runtimes.litert:LiteRTRuntime",
     "litert-reference": "edgeport.validation.runtimes.litert:LiteRTReferenceRuntime",
@@ -15,31 +15,20 @@ _REGISTRY: dict[str, str] = {
     "tfjs-node": "edgeport.validation.runtimes.tfjs_node:TFJSNodeRuntime",
     "tfjs-node-cpu": "edgeport.validation.runtimes.tfjs_node:TFJSNodeCPURuntime",
     "tfjs-chromium": "edgeport.validation.runtimes.tfjs_chromium:TFJSChromiumRuntime",
-}
+})
 
 
 def register_runtime(name: str, target: str) -> None:
     """Add a runtime as ``"package.module:Class"``; a second registration of a name is refused."""
-    if name in _REGISTRY:
-        raise ConfigError(f"a runtime named {name!r} is already registered ({_REGISTRY[name]})")
-    _REGISTRY[name] = target
+    RUNTIMES.register(name, target)
 
 
 def known_runtimes() -> list[str]:
-    return list(_REGISTRY)
+    return RUNTIMES.names()
 
 
 def get_runtime(name: str) -> Runtime:
-    if name not in _REGISTRY:
-        raise UnknownNameError("runtime", name, known_runtimes())
-    mod_name, _, cls_name = _REGISTRY[name].partition(":")
-    try:
-        module = importlib.import_module(mod_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("edgeport"):
-            raise ConfigError(f"the {name} runtime is not available yet in this version") from exc
-        raise
-    return getattr(module, cls_name)()
+    return RUNTIMES.load(name)()
 
 
 def runtime_for_path(path: Path) -> str:
@@ -58,5 +47,5 @@ def runtime_for_path(path: Path) -> str:
                          ".mlpackage or a TF.js model.json")
 
 
-__all__ = ["Runtime", "Session", "Timing", "get_runtime", "known_runtimes", "register_runtime",
+__all__ = ["RUNTIMES", "Runtime", "Session", "Timing", "get_runtime", "known_runtimes", "register_runtime",
            "runtime_for_path"]
