@@ -171,8 +171,11 @@ def _fp32_bytes(exporter: Any, job: ExportJob, artifact: Any, progress: Progress
     from dataclasses import replace
 
     ref_dir = job.workdir / "fp32-reference"
+    # the denominator is the dense, unpruned model at fp32: pruning's savings count in the ratio
+    dense = replace(job, module=job.source.module if job.source.module is not None else job.module,
+                    plan=replace(job.plan, precision="fp32", sparsity=0.0))
     with progress.step(f"{job.plan.format}: fp32 reference export (for the size ratio)"):
-        ref = exporter.export(replace(job, plan=replace(job.plan, precision="fp32")), ref_dir)
+        ref = exporter.export(dense, ref_dir)
     return ref.total_bytes()
 
 

@@ -139,3 +139,138 @@ def _first_error(exc: Exception) -> str:
         if "error:" in line:
             return line.split("error:", 1)[1].strip()[:300]
     return text.strip().splitlines()[0][:300]
+
+
+# --- int8 accuracy guard: keep the first layers float when full-integer int8 drifts -------------
+#
+# Why the first layers: a network's high-resolution head (stem conv, first depthwise/projection
+# convs) has few input channels and batch-norm-folded weights with wide per-channel ranges, so its
+# int8 rounding error is the largest of the network (measured on EfficientNet-Lite0: 2.5-3
+# quantization steps rms on the stem and first depthwise, ~0.3 elsewhere) and every later layer
+# carries it on. Keeping that head float and the rest int8 is the usual mixed-precision remedy and
+# costs float arithmetic only where the feature maps have few channels.
+
+#: how many weighted layers (conv/depthwise/fully-connected...) to keep float, tried in order
+PREFIX_STEPS = (2, 4, 8, 12, 16)
+#: calibration samples the guard compares on (evenly spread over the calibration set)
+GUARD_SAMPLES = 64
+#: stop adding float layers once a step keeps more than this share of the output error
+DIMINISHING = 2 / 3
+_WEIGHTED_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV",
+                           "CONV_3D", "BATCH_MATMUL", "EMBEDDING_LOOKUP"})
+
+
+@dataclass
+class GuardResult:
+    """The int8 flatbuffer chosen by :func:`guard_int8` and how it was chosen."""
+
+    flat: bytes
+    float_layers: list[str]        # "OP output_tensor" of each layer kept float (empty: full integer)
+    trials: list[dict[str, Any]]   # per candidate: float layers kept, agreement/cosine vs float
+    met: bool                      # whether the chosen candidate meets the targets
+
+
+def guard_int8(sm_dir: Path, flat: bytes, specs: Sequence[IOSpec], calibration: Dataset, calibration_samples: int,
+               int8_io: str, classify: bool, agreement_min: float, cosine_min: float,
+               budget_s: float = 60.0) -> GuardResult:
+    """Check a full-integer model against the float one on calibration data; fix it if it drifts.
+
+    The check runs both .tflite files in LiteRT on up to :data:`GUARD_SAMPLES` calibration samples
+    (never evaluation data) and compares the first output: top-1 agreement (``classify``) and mean
+    cosine. When short of the targets, the model is re-quantized from one calibration pass with the
+    first 2, 4, 8... weighted layers kept float (TF's QuantizationDebugger denylist) until the
+    targets are met, a step stops paying (removes less than a third of the remaining 1 - cosine),
+    half the network would be float, or ``budget_s`` runs out. The last candidate that paid is
+    returned; ``met`` says whether it reached the targets.
+    """
+    import time
+
+    t0 = time.perf_counter()
+    guard = calibration.take(None)
+    idx = np.unique(np.linspace(0, len(guard) - 1, min(GUARD_SAMPLES, len(guard))).round().astype(int))
+    feeds = [{s.name: np.asarray(guard.inputs[s.name][i:i + 1]).astype(s.dtype) for s in specs} for i in idx]
+    reference = _run_tflite(convert(sm_dir, "fp32", specs, None, 0, "float"), feeds)
+
+    def score(candidate: bytes, kept: list[Any]) -> dict[str, Any]:
+        out = _run_tflite(candidate, feeds)
+        cos = np.sum(out * reference, -1) / (np.linalg.norm(out, axis=-1) * np.linalg.norm(reference, axis=-1) + 1e-12)
+        trial: dict[str, Any] = {"float_layers": len(kept), "cosine": round(float(cos.mean()), 5)}
+        ok = trial["cosine"] >= cosine_min
+        if classify:
+            trial["agreement"] = round(float((out.argmax(-1) == reference.argmax(-1)).mean()), 4)
+            ok = ok and trial["agreement"] >= agreement_min
+        trial["ok"] = ok
+        return trial
+
+    first = score(flat, [])
+    trials: list[dict[str, Any]] = [first]
+    best: tuple[dict[str, Any], bytes, list[tuple[str, str]]] = (first, flat, [])
+    if first["ok"]:
+        return GuardResult(flat, [], trials, True)
+
+    import warnings
+
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(sm_dir))
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = _representative(calibration, specs, calibration_samples)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the debugger runs TF's deprecated tf.lite.Interpreter
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=conv, debug_dataset=lambda: ([f[s.name] for s in specs] for f in feeds[:1]))  # layer order only
+        layers = _layers_in_order(debugger)
+        weighted = [i for i, (op, _) in enumerate(layers) if op in _WEIGHTED_OPS]
+        for k in PREFIX_STEPS:
+            if k > len(weighted) // 2 or time.perf_counter() - t0 > budget_s:
+                break  # never more than half the network float; bounded in time
+            kept = layers[:weighted[k - 1] + 1]
+            debugger.options = tf.lite.experimental.QuantizationDebugOptions(
+                denylisted_nodes=[name for _, name in kept], fully_quantize=int8_io == "int8")
+            candidate = debugger.get_nondebug_quantized_model()
+            trial = score(candidate, kept)
+            trials.append(trial)
+            if trial["ok"]:
+                best = (trial, candidate, kept)
+                break
+            # diminishing returns: a step that removes less than a third of the remaining output
+            # error (1 - cosine) is not worth its float compute; keep the previous candidate
+            if (1 - trial["cosine"]) > DIMINISHING * (1 - best[0]["cosine"]):
+                break
+            best = (trial, candidate, kept)
+    trial, chosen, kept_layers = best
+    return GuardResult(chosen, [f"{op} {name}" for op, name in kept_layers], trials, bool(trial["ok"]))
+
+
+def _layers_in_order(debugger: Any) -> list[tuple[str, str]]:
+    """(op type, output tensor name) of every quantized layer, in execution order."""
+    import csv
+    import io
+
+    debugger.run()
+    buf = io.StringIO()
+    debugger.layer_statistics_dump(buf)
+    return [(row["op_name"], row["tensor_name"]) for row in csv.DictReader(io.StringIO(buf.getvalue()))]
+
+
+def _run_tflite(flat: bytes, feeds: list[dict[str, np.ndarray]]) -> np.ndarray:
+    """The first output of ``flat`` on each feed, dequantized, stacked as float64."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_content=flat, num_threads=2).get_signature_runner()
+    in_det, out_det = runner.get_input_details(), runner.get_output_details()
+    first = next(iter(out_det))
+    scale, zero = out_det[first].get("quantization", (0.0, 0))
+    outs = []
+    for feed in feeds:
+        args = {}
+        for name, det in in_det.items():
+            x, want = feed[name], np.dtype(det["dtype"])
+            s, z = det.get("quantization", (0.0, 0))
+            if want.kind in "iu" and x.dtype.kind == "f" and s:
+                x = np.clip(np.round(x / s + z), np.iinfo(want).min, np.iinfo(want).max)
+            args[name] = x.astype(want)
+        y = np.asarray(runner(**args)[first], dtype=np.float64)
+        outs.append((y - zero) * scale if scale else y)
+    return np.concatenate([o.reshape(1, -1) for o in outs])

@@ -5,7 +5,9 @@ precision, full-integer int8 included, for both the CNN and the token-id transfo
 own int8 path casts token ids to float, and litert-torch's dynamic int8 of an embedding model
 converts but fails at run time. Fallbacks: a full-integer int8 conversion that fails because an
 op has no int8 kernel is retried with float fallback ops (recorded in the facts); any other failure
-is refused with the converter's reason (ConversionError).
+is refused with the converter's reason (ConversionError). A full-integer model is then compared
+with the float one on calibration samples; when it drifts, the network's first layers are kept
+float (``_tflite_convert.guard_int8``, option ``int8_guard``, on by default), recorded in the facts.
 
 Every artifact is loaded in the LiteRT interpreter and run on the example input before it is
 returned: an artifact that does not load is never shipped.
@@ -67,11 +69,21 @@ class TFLiteExporter(Exporter):
                 flat = convert(work / "saved_model_named", precision, specs, job.calibration, n_calib,
                                int8_io, allow_float_fallback=True)
                 float_fallback = True
+        guard = None
+        if precision == "int8" and not float_fallback and bool(job.plan.option("int8_guard", True)):
+            from ._tflite_convert import guard_int8
+
+            tol = job.plan.tolerance
+            with job.progress.step("tflite: int8 vs float on calibration data"):
+                guard = guard_int8(work / "saved_model_named", flat, specs, job.calibration, n_calib, int8_io,
+                                   classify=src.task == "classification",
+                                   agreement_min=tol.top1_agreement_min, cosine_min=tol.cosine_min)
+            flat = guard.flat
         path = out_dir / "model.tflite"
         path.write_bytes(flat)
         with job.progress.step("tflite: load + run the example input in LiteRT"):
             io_types = check_runs(path, src.example_feed(), src.output_names)
-        facts = describe(precision, io_types, specs, float_fallback, int8_io)
+        facts = describe(precision, io_types, specs, float_fallback, int8_io, guard)
         facts["conversion_s"] = round(time.perf_counter() - t0, 2)
         return Artifact(format="tflite", root=out_dir, entry="model.tflite", precision=precision,
                         input_names=tuple(src.input_names), output_names=tuple(src.output_names),
@@ -130,7 +142,7 @@ def _adapt(x: np.ndarray, det: dict[str, Any]) -> np.ndarray:
 
 
 def describe(precision: str, io_types: dict[str, str], specs: list[Any], float_fallback: bool,
-             int8_io: str) -> dict[str, Any]:
+             int8_io: str, guard: Any = None) -> dict[str, Any]:
     """What is stored and what is computed, in words a reader of the report can trust."""
     io = ", ".join(f"{n}: {t}" for n, t in io_types.items())
     facts: dict[str, Any] = {"path": "torch -> ONNX -> onnx2tf SavedModel -> TFLiteConverter", "io": io}
@@ -147,9 +159,19 @@ def describe(precision: str, io_types: dict[str, str], specs: list[Any], float_f
                      compute="hybrid: activations quantized to int8 per call for conv/fc/matmul "
                              "(XNNPACK dynamic-range kernels), float elsewhere")
     else:
-        facts.update(weights="int8 per-channel", activations="int8 (calibrated)",
-                     compute="int8 (XNNPACK)" + ("; ops with no int8 kernel stay float32" if float_fallback else ""),
-                     int8_io=int8_io, float_fallback_ops=float_fallback)
+        kept = list(guard.float_layers) if guard is not None else []
+        compute = "int8 (XNNPACK)"
+        if float_fallback:
+            compute += "; ops with no int8 kernel stay float32"
+        if kept:
+            compute += (f"; the first {len(kept)} ops stay float32 (weights and activations): full-integer "
+                        "int8 drifted from float on the calibration data")
+        facts.update(weights="int8 per-channel" + (f" (float32 in the {len(kept)} ops kept float)" if kept else ""),
+                     activations="int8 (calibrated)", compute=compute, int8_io=int8_io,
+                     float_fallback_ops=kept if kept else ("ops with no int8 kernel" if float_fallback else []))
+        if guard is not None:
+            # what decided: int8 vs float .tflite on calibration samples (never the evaluation data)
+            facts["int8_guard"] = {"trials": guard.trials, "met": guard.met}
     cast = [s.name for s in specs if s.sm_dtype == "int64"]
     if cast:
         facts["int64_inputs"] = (f"{', '.join(cast)}: the artifact takes int32 (cast to int64 inside the graph); "

@@ -23,14 +23,69 @@ _INT_TYPES = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "UINT16": n
               "UINT3": np.uint8, "UINT6": np.uint8}
 
 
+_ONE = np.uint32(1)
+
+
+_BLOCK = 1 << 16  # elements per block: the ~10 passes of the rounding stay in the L2 cache
+
+
+def round_fp16(x: Any) -> np.ndarray:
+    """Round float32 values to the nearest fp16 value (ties to even), kept as float32.
+
+    Same result as ``x.astype(float16).astype(float32)`` (tested, incl. subnormals, overflow to
+    inf and NaN) but several times faster: numpy's float16 cast is not vectorized here, and the
+    emulator rounds after every op. Normal range: add half an fp16 ulp (plus the tie-to-even bit)
+    to the float32 bits and clear the 13 low mantissa bits. fp16 subnormals and overflow are rare
+    and fixed per block.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if not x.flags.c_contiguous and x.ndim > 1:
+        # keep the memory order (conv results are channels-last under an NCHW view): round the
+        # underlying buffer, hand back the same view of it
+        order = tuple(int(i) for i in np.argsort([-abs(st) for st in x.strides], kind="stable"))
+        base = x.transpose(order)
+        if base.flags.c_contiguous:
+            return round_fp16(base).transpose(np.argsort(order))
+    x = np.ascontiguousarray(x)
+    flat = x.reshape(-1)
+    bits = flat.view(np.uint32)
+    out = np.empty_like(flat)
+    out_bits = out.view(np.uint32)
+    t = np.empty(min(_BLOCK, flat.size), np.uint32)
+    u = np.empty_like(t)
+    for s in range(0, flat.size, _BLOCK):
+        e = min(flat.size, s + _BLOCK)
+        b, tt, uu = bits[s:e], t[:e - s], u[:e - s]
+        np.right_shift(b, np.uint32(13), out=tt)
+        tt &= _ONE
+        tt += np.uint32(0xFFF)
+        tt += b
+        np.bitwise_and(tt, np.uint32(0xFFFFE000), out=out_bits[s:e])
+        np.bitwise_and(b, np.uint32(0x7FFFFFFF), out=uu)  # |x| as bits
+        overflow = uu.max() >= np.uint32(0x477FF000)      # |x| >= 65520 (past fp16's 65504) or NaN
+        uu -= _ONE  # 0 wraps to the top, so only non-zero values can pass the "small" test
+        if uu.min() < np.uint32(0x38800000 - 1):           # some 0 < |x| < 2**-14: fp16 subnormals
+            # adding 0.75 (float32 ulp 2**-24 there) rounds to fp16's fixed 2**-24 grid, ties to
+            # even; taking it off again is exact
+            grid = flat[s:e] + np.float32(0.75)
+            grid -= np.float32(0.75)
+            np.copyto(out[s:e], grid, where=uu < np.uint32(0x38800000 - 1))
+        if overflow:
+            xs = flat[s:e]
+            with np.errstate(invalid="ignore"):
+                big = np.abs(xs) >= 65520
+            out[s:e][big] = np.copysign(np.float32(np.inf), xs[big])
+            out[s:e][np.isnan(xs)] = np.nan
+    return out.reshape(x.shape)
+
+
 def coerce(value: Any, ttype: TensorType | None) -> Any:
     """``value`` as the declared type: fp16 rounding, float32, the integer width, bool."""
     if ttype is None or isinstance(value, str) or (isinstance(value, list) and value and isinstance(value[0], str)):
         return value
     dt = ttype.dtype
     if dt == "FLOAT16":
-        with np.errstate(over="ignore", invalid="ignore"):  # fp16 overflow -> inf, as on device
-            return np.asarray(value, dtype=np.float32).astype(np.float16).astype(np.float32)
+        return round_fp16(value)  # fp16 overflow -> inf, as on device
     if dt in ("FLOAT32", "FLOAT64", "BFLOAT16"):
         arr = np.asarray(value, dtype=np.float32)
         if dt == "BFLOAT16":  # keep the top 16 bits (round to nearest even)
@@ -43,6 +98,16 @@ def coerce(value: Any, ttype: TensorType | None) -> Any:
     if dt == "BOOL":
         return np.asarray(value).astype(bool)
     return value
+
+
+# Ops whose result is made of input values (or max/min of them): fed fp16 values, they give
+# fp16-representable values, so rounding their output again would change nothing. Skipping it
+# is exact and saves a pass over the largest tensors.
+VALUE_PRESERVING = frozenset({
+    "relu", "relu6", "max_pool", "reshape", "transpose", "squeeze", "expand_dims", "slice_by_index",
+    "slice_by_size", "gather", "gather_along_axis", "concat", "stack", "split", "tile", "maximum",
+    "minimum", "abs", "select", "identity", "reduce_max", "reduce_min", "clip", "pad",
+})
 
 
 def missing_ops(program: Program) -> list[str]:
@@ -77,8 +142,24 @@ class Interpreter:
                 self.decompressed[op.type] = self.decompressed.get(op.type, 0) + 1
             else:
                 self.steps.append(op)
+        declared = {name: t for name, t in program.inputs}
+        declared.update({name: t for op in program.operations for name, t in op.outputs})
+        self.skip_rounding = {id(op) for op in self.steps if self._preserves_fp16(op, declared)}
         self.peak_elements = max((int(np.prod([max(d, 1) for d in t.shape])) for op in self.steps
                                   for _, t in op.outputs if t is not None and t.shape), default=1)
+
+    @staticmethod
+    def _preserves_fp16(op: Operation, declared: dict[str, TensorType | None]) -> bool:
+        if op.type not in VALUE_PRESERVING or any(t is None or t.dtype != "FLOAT16" for _, t in op.outputs):
+            return False
+        for args in op.inputs.values():
+            for kind, ref in args:
+                t = declared.get(ref) if kind == "var" else None
+                if kind == "var" and (t is None or (t.dtype.startswith("FLOAT") and t.dtype != "FLOAT16")):
+                    return False
+                if kind == "val" and isinstance(ref, np.ndarray) and ref.dtype.kind == "f":
+                    return False  # an inline float constant may not be fp16-exact: round
+        return True
 
     def run(self, feeds: dict[str, np.ndarray], batch: int | None = None) -> dict[str, Any]:
         env: dict[str, Any] = dict(self.consts)
@@ -112,8 +193,9 @@ class Interpreter:
         results = result if isinstance(result, tuple) else (result,)
         if len(results) != len(op.outputs):
             raise RuntimeLoadError(f"op {op.type} gave {len(results)} outputs, program declares {len(op.outputs)}")
+        exact = id(op) in getattr(self, "skip_rounding", ())
         for (name, ttype), value in zip(op.outputs, results):
-            value = coerce(value, ttype)
+            value = value if exact else coerce(value, ttype)
             if ctx.batch is None and ttype is not None and ttype.shape is not None and hasattr(value, "shape"):
                 declared = ttype.shape
                 if len(declared) != np.ndim(value) or any(d >= 0 and d != s for d, s in zip(declared, np.shape(value))):

@@ -71,7 +71,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 _UNARY = {
     "relu": lambda x: np.maximum(x, np.float32(0)),
-    "relu6": lambda x: np.clip(x, np.float32(0), np.float32(6)),
+    "relu6": lambda x: np.minimum(np.maximum(x, np.float32(0)), np.float32(6)),
     "sigmoid": _sigmoid,
     "tanh": np.tanh, "exp": np.exp, "exp2": np.exp2, "sqrt": np.sqrt, "abs": np.abs, "sign": np.sign,
     "ceil": np.ceil, "floor": np.floor, "round": np.round, "sin": np.sin, "cos": np.cos, "tan": np.tan,
@@ -119,7 +119,8 @@ def _inverse(a: Args, ctx: Context) -> np.ndarray:
 
 @op("clip")
 def _clip(a: Args, ctx: Context) -> np.ndarray:
-    return np.clip(f32(a["x"]), np.float32(a.float("alpha")), np.float32(a.float("beta")))
+    out = np.maximum(f32(a["x"]), np.float32(a.float("alpha")))  # np.clip is several times slower
+    return np.minimum(out, np.float32(a.float("beta")), out=out)
 
 
 @op("threshold")

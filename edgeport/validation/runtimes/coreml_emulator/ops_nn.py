@@ -41,6 +41,15 @@ def _spatial_pads(pad_type: str, pad: list[int] | None, sizes: tuple[int, ...], 
     return out
 
 
+def _zero_pad(x: np.ndarray, width: list[tuple[int, int]]) -> np.ndarray:
+    """Zero padding into a fresh C-contiguous buffer (np.pad is several times slower)."""
+    if all(w == (0, 0) for w in width):
+        return x
+    out = np.zeros([d + b + e for d, (b, e) in zip(x.shape, width)], dtype=x.dtype)
+    out[tuple(slice(b, b + d) for d, (b, _) in zip(x.shape, width))] = x
+    return out
+
+
 def _windows(x: np.ndarray, kernel: list[int], strides: list[int], dilations: list[int]) -> np.ndarray:
     """[N, C, *spatial] -> [N, C, *out_spatial, *kernel] strided view (no copy)."""
     n = len(kernel)
@@ -62,36 +71,59 @@ def _conv(a: Args, ctx: Context) -> np.ndarray:
     groups = a.int("groups", 1)
     kernel = list(w.shape[2:])
     pads = _spatial_pads(a.str("pad_type", "valid"), a.ints("pad"), x.shape[2:], kernel, strides, dilations)
-    if any(p != (0, 0) for p in pads):
-        x = np.pad(x, [(0, 0), (0, 0)] + pads)
     batch, cin = x.shape[:2]
     cout = w.shape[0]
-    if groups == 1 and all(k == 1 for k in kernel) and all(s == 1 for s in strides):
+    depthwise = groups == cin and w.shape[1] == 1 and cout == cin
+    pointwise = groups == 1 and all(k == 1 for k in kernel) and all(s == 1 for s in strides)
+    if depthwise or pointwise:
+        x = _zero_pad(x, [(0, 0), (0, 0)] + pads)
+    if pointwise:
         out = np.matmul(w.reshape(cout, cin), x.reshape(batch, cin, -1)).reshape((batch, cout) + x.shape[2:])
-    elif groups == cin and w.shape[1] == 1 and cout == cin:
-        # depthwise: one multiply-add over the whole tensor per kernel tap
-        win = _windows(x, kernel, strides, dilations)
-        out = np.zeros(win.shape[:2 + n_sp], dtype=np.float32)
-        for tap in np.ndindex(*kernel):
-            wt = w[(slice(None), 0) + tap].reshape((1, cout) + (1,) * n_sp)
-            out += win[(Ellipsis,) + tap] * wt
+    elif depthwise:
+        # depthwise: one multiply-add per kernel tap over strided views, per sample and block of
+        # 32 channels so the working set stays in cache (same tap order: same sums as unblocked)
+        out_sp = [(x.shape[2 + i] - ((kernel[i] - 1) * dilations[i] + 1)) // strides[i] + 1 for i in range(n_sp)]
+        out = np.zeros([batch, cout] + out_sp, dtype=np.float32)
+        tmp = np.empty([min(32, cout)] + out_sp, dtype=np.float32)
+        taps = [(tap, tuple(slice(t * d, t * d + s * (o - 1) + 1, s)
+                            for t, d, s, o in zip(tap, dilations, strides, out_sp))) for tap in np.ndindex(*kernel)]
+        for n in range(batch):
+            for c0 in range(0, cout, 32):
+                c1 = min(cout, c0 + 32)
+                acc, buf = out[n, c0:c1], tmp[:c1 - c0]
+                for tap, window in taps:
+                    np.multiply(x[(n, slice(c0, c1)) + window],
+                                w[(slice(c0, c1), 0) + tap].reshape((c1 - c0,) + (1,) * n_sp), out=buf)
+                    acc += buf
     else:
-        win = _windows(x, kernel, strides, dilations)  # N, C, *O, *K
-        out_sp = win.shape[2:2 + n_sp]
+        # im2col in channels-last order: each copied run is C contiguous floats, and the weights
+        # are reordered to (O, *K, C) to match
+        xl = _zero_pad(np.ascontiguousarray(np.moveaxis(x, 1, -1)), [(0, 0)] + pads + [(0, 0)])
+        eff = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
+        win = sliding_window_view(xl, eff, axis=tuple(range(1, 1 + n_sp)))  # N, *O', C, *K'
+        index = (slice(None),) + tuple(slice(None, None, s) for s in strides) + (slice(None),) + \
+            tuple(slice(None, None, d) for d in dilations)
+        win = win[index]
+        out_sp = win.shape[1:1 + n_sp]
+        perm = (0,) + tuple(range(1, 1 + n_sp)) + tuple(range(2 + n_sp, 2 + 2 * n_sp)) + (1 + n_sp,)
+        win = win.transpose(perm)  # N, *O, *K, C
         cg, og = cin // groups, cout // groups
-        perm = (0,) + tuple(range(2, 2 + n_sp)) + (1,) + tuple(range(2 + n_sp, 2 + 2 * n_sp))
+        wl = np.moveaxis(w, 1, -1)  # O, *K, C/groups
         parts = []
         for g in range(groups):
-            cols = win[:, g * cg:(g + 1) * cg].transpose(perm).reshape(-1, cg * int(np.prod(kernel)))
-            wg = w[g * og:(g + 1) * og].reshape(og, -1)
-            parts.append(cols @ wg.T)  # [N*O, og]
-        res = parts[0] if groups == 1 else np.concatenate(parts, axis=1)
-        out = res.reshape((batch,) + out_sp + (cout,))
-        out = np.moveaxis(out, -1, 1)
+            # one product per sample ([N, O, K] stacked), never one tall [N*O, K] product: the
+            # BLAS result of a row must not depend on how many samples share the call, so a
+            # batched run equals per-sample runs bit for bit
+            cols = (win if groups == 1 else win[..., g * cg:(g + 1) * cg]).reshape(batch, -1, cg * int(np.prod(kernel)))
+            parts.append(np.matmul(cols, wl[g * og:(g + 1) * og].reshape(og, -1).T))  # [N, O, og]
+        res = parts[0] if groups == 1 else np.concatenate(parts, axis=-1)
+        out = np.moveaxis(res.reshape((batch,) + out_sp + (cout,)), -1, 1)
     bias = a.get("bias")
     if bias is not None:
         out = out + f32(bias).reshape((1, cout) + (1,) * n_sp)
-    return np.ascontiguousarray(out)
+    # left in whatever memory order the product produced (often channels-last under an NCHW view):
+    # the next conv wants channels-last anyway, element-wise ops do not care
+    return out
 
 
 def _pool(a: Args, reduce: str) -> np.ndarray:
@@ -103,16 +135,23 @@ def _pool(a: Args, reduce: str) -> np.ndarray:
     pads = _spatial_pads(a.str("pad_type", "valid"), a.ints("pad"), x.shape[2:], kernel, strides,
                          [1] * n_sp, ceil_mode)
     width = [(0, 0), (0, 0)] + pads
-    axes = tuple(range(-n_sp, 0))
+    # one element-wise max / sum per kernel tap over strided views: far faster than reducing a
+    # window view's trailing axes
+    padded = any(p != (0, 0) for p in pads)
     if reduce == "max":
-        xp = np.pad(x, width, constant_values=-np.inf)
-        return _windows(xp, kernel, strides, [1] * n_sp).max(axis=axes)
-    xp = np.pad(x, width)
-    sums = _windows(xp, kernel, strides, [1] * n_sp).sum(axis=axes)
+        win = _windows(np.pad(x, width, constant_values=-np.inf) if padded else x, kernel, strides, [1] * n_sp)
+        out = None
+        for tap in np.ndindex(*kernel):
+            v = win[(Ellipsis,) + tap]
+            out = v.copy() if out is None else np.maximum(out, v, out=out)
+        return out
+    win = _windows(_zero_pad(x, width), kernel, strides, [1] * n_sp)
+    sums = np.zeros(win.shape[:2 + n_sp], np.float32)
+    for tap in np.ndindex(*kernel):
+        sums += win[(Ellipsis,) + tap]
     if a.bool("exclude_padding_from_average", False):
-        ones = np.pad(np.ones((1, 1) + x.shape[2:], np.float32), width)
-        counts = _windows(ones, kernel, strides, [1] * n_sp).sum(axis=axes)
-        return sums / counts
+        ones = _windows(np.pad(np.ones((1, 1) + x.shape[2:], np.float32), width), kernel, strides, [1] * n_sp)
+        return sums / ones.sum(axis=tuple(range(-n_sp, 0)))
     return sums / np.float32(np.prod(kernel))
 
 
@@ -126,9 +165,17 @@ def _avg_pool(a: Args, ctx: Context) -> np.ndarray:
     return _pool(a, "avg")
 
 
+def _per_sample_matmul(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``x @ y`` with a 2-D ``x`` computed row by row (stacked [N, 1, K] products), so a row's
+    result is the same whether it is computed alone or in a batch (see conv)."""
+    if x.ndim == 2 and y.ndim == 2:
+        return np.matmul(x[:, None, :], y)[:, 0, :]
+    return np.matmul(x, y)
+
+
 @op("linear")
 def _linear(a: Args, ctx: Context) -> np.ndarray:
-    out = np.matmul(f32(a["x"]), f32(a["weight"]).T)
+    out = _per_sample_matmul(f32(a["x"]), f32(a["weight"]).T)
     bias = a.get("bias")
     return out if bias is None else out + f32(bias)
 
@@ -140,7 +187,7 @@ def _matmul(a: Args, ctx: Context) -> np.ndarray:
         x = np.swapaxes(x, -1, -2)
     if a.bool("transpose_y", False) and y.ndim >= 2:
         y = np.swapaxes(y, -1, -2)
-    return np.matmul(x, y)
+    return _per_sample_matmul(x, y)
 
 
 def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
@@ -202,10 +249,9 @@ def _instance_norm(a: Args, ctx: Context) -> np.ndarray:
 @op("l2_norm")
 def _l2_norm(a: Args, ctx: Context) -> np.ndarray:
     x = f32(a["x"])
-    axes = a.ints("axes")
-    axes = tuple(range(1, x.ndim)) if axes is None else tuple(axes)  # MIL default: all but batch
-    norm = np.sqrt(np.sum(x * x, axis=axes, keepdims=True))
-    return x / np.maximum(norm, np.float32(a.float("epsilon", 1e-6)))
+    # MIL normalizes over the last three axes (leading ones are batch): x / sqrt(sum(x^2) + eps)
+    sq = np.sum(x * x, axis=(-3, -2, -1), keepdims=True)
+    return x / np.sqrt(sq + np.float32(a.float("epsilon", 1e-6)))
 
 
 @op("scaled_dot_product_attention")

@@ -144,7 +144,10 @@ def _pad(a: Args, ctx: Context) -> np.ndarray:
     width = [(0, 0)] * (x.ndim - k) + [(pads[2 * i], pads[2 * i + 1]) for i in range(k)]
     mode = a.str("mode", "constant")
     if mode == "constant":
-        return np.pad(x, width, mode="constant", constant_values=a.float("constant_val", 0.0))
+        # filled buffer + one slice assignment: several times faster than np.pad
+        out = np.full([d + b + e for d, (b, e) in zip(x.shape, width)], a.float("constant_val", 0.0), x.dtype)
+        out[tuple(slice(b, b + d) for d, (b, _) in zip(x.shape, width))] = x
+        return out
     if mode in ("reflect", "replicate"):
         return np.pad(x, width, mode="reflect" if mode == "reflect" else "edge")
     raise RuntimeLoadError(f"pad mode {mode!r} is not supported by the emulator")
@@ -195,3 +198,23 @@ def _band_part(a: Args, ctx: Context) -> np.ndarray:
     i, j = np.ogrid[:m, :n]
     keep = ((lower < 0) | (i - j <= lower)) & ((upper < 0) | (j - i <= upper))
     return np.where(keep, x, 0).astype(x.dtype)
+
+
+@op("gather_nd")
+def _gather_nd(a: Args, ctx: Context) -> np.ndarray:
+    x, idx = np.asarray(a["x"]), np.asarray(a["indices"]).astype(np.int64)
+    batch_dims = a.int("batch_dims", 0)
+    k = idx.shape[-1]
+    if np.any(idx >= np.array(x.shape[batch_dims:batch_dims + k])) or np.any(idx < 0):
+        raise RuntimeLoadError("gather_nd index out of range")
+    if batch_dims == 0:
+        if (ctx.batch and x.ndim and x.shape[0] == ctx.batch and idx.ndim > 1 and idx.shape[0] == 1
+                and not np.any(idx[..., 0])):
+            # a batch-1 program indexing "sample 0" (e.g. expanding an attention mask) means each sample
+            return np.concatenate([x[b:b + 1][tuple(np.moveaxis(idx, -1, 0))] for b in range(ctx.batch)])
+        return x[tuple(np.moveaxis(idx, -1, 0))]
+    lead = x.shape[:batch_dims]
+    xs = x.reshape((-1,) + x.shape[batch_dims:])
+    ids = idx.reshape((-1,) + idx.shape[batch_dims:])
+    out = np.stack([xs[i][tuple(np.moveaxis(ids[i], -1, 0))] for i in range(xs.shape[0])])
+    return out.reshape(lead + out.shape[1:])
