@@ -8,7 +8,11 @@ The network code comes from the ``efficientnet-lite-pytorch`` package and its we
 Evaluation inputs are real photographs shipped inside scikit-image (``skimage.data``): a cat, a
 coffee cup, an astronaut, a rocket, a cameraman, a motorcycle, coins and a retina scan, each
 seen through 8 deterministic views (scales, corner crops, a mirror) -> 64 images, built at load
-time. There are no labels (``accuracy`` is null); 16 other views of the same photos calibrate.
+time. There are no labels (``accuracy`` is null).
+
+Calibration (int8 activation ranges) sees 116 images that are never evaluated: 8 seeded random
+views of each evaluation photo plus 4 of each of 13 other scikit-image pictures (a galaxy field, a
+stained tissue slide, text, textures...), so the ranges cover more than the evaluated scenes.
 """
 from __future__ import annotations
 
@@ -32,7 +36,10 @@ PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "camera", "motorcycle", "c
 # positions run 0 (top/left) .. 1 (bottom/right)
 EVAL_VIEWS = ((1.0, .5, .5, False), (0.8, .5, .5, False), (0.6, .5, .5, False), (1.0, .5, .5, True),
               (0.7, 0., 0., False), (0.7, 0., 1., False), (0.7, 1., 0., False), (0.7, 1., 1., False))
-CALIB_VIEWS = ((0.9, .3, .6, True), (0.5, .6, .4, False))
+# other pictures scikit-image ships (no download): calibration only, never evaluated
+CALIB_EXTRA = ("hubble_deep_field", "immunohistochemistry", "colorwheel", "clock", "moon", "brick", "grass",
+               "gravel", "cell", "page", "text", "logo", "horse")
+CALIB_VIEWS_PER_PHOTO, CALIB_VIEWS_PER_EXTRA = 8, 4
 
 
 def _photo(name: str) -> np.ndarray:
@@ -40,6 +47,8 @@ def _photo(name: str) -> np.ndarray:
     import skimage.data as sk
 
     img = sk.stereo_motorcycle()[0] if name == "motorcycle" else getattr(sk, name)()
+    if img.dtype == bool:  # the horse silhouette
+        img = img.astype(np.uint8) * 255
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
     return np.ascontiguousarray(img[:, :, :3])
@@ -93,14 +102,27 @@ def build_module() -> Any:
     return module.eval()
 
 
+def _random_views(n: int, seed: int) -> tuple[tuple[float, float, float, bool], ...]:
+    """``n`` seeded views: any scale in [0.45, 1), any position, mirrored or not.
+
+    Continuous random parameters cannot coincide with the fixed evaluation views.
+    """
+    rng = np.random.default_rng(seed)
+    return tuple((float(rng.uniform(0.45, 1.0)), float(rng.uniform()), float(rng.uniform()), bool(rng.integers(2)))
+                 for _ in range(n))
+
+
 def photo_views(calibration: bool = False) -> np.ndarray:
-    """The 64 evaluation images (or 16 calibration images) as [N, 3, 224, 224] float32."""
-    views = CALIB_VIEWS if calibration else EVAL_VIEWS
-    return np.concatenate([_views(_photo(p), views) for p in PHOTOS])
+    """The 64 evaluation images (or the 116 calibration images) as [N, 3, 224, 224] float32."""
+    if not calibration:
+        return np.concatenate([_views(_photo(p), EVAL_VIEWS) for p in PHOTOS])
+    parts = [_views(_photo(p), _random_views(CALIB_VIEWS_PER_PHOTO, 1000 + i)) for i, p in enumerate(PHOTOS)]
+    parts += [_views(_photo(p), _random_views(CALIB_VIEWS_PER_EXTRA, 2000 + i)) for i, p in enumerate(CALIB_EXTRA)]
+    return np.concatenate(parts)
 
 
 def load() -> ModelSource:
-    """EfficientNet-Lite0 with 64 real photo views for evaluation and 16 for calibration."""
+    """EfficientNet-Lite0 with 64 real photo views for evaluation and 116 other images for calibration."""
     module = build_module()
     images = photo_views()
     return ModelSource(
@@ -108,6 +130,7 @@ def load() -> ModelSource:
         input_names=("image",), output_names=("logits",), task="classification",
         eval_data=Dataset({"image": images}, description="64 views of 8 scikit-image photos, unlabelled"),
         calibration_data=Dataset({"image": photo_views(calibration=True)},
-                                 description="16 other views of the same photos"),
+                                 description="116 images never evaluated: 64 random views of the same "
+                                             "photos, 52 of 13 other scikit-image pictures"),
         description="EfficientNet-Lite0, ImageNet-pretrained (4.65 M params), real photos, no labels",
     )

@@ -17,7 +17,7 @@ TARGET_NAMES = ("local-onnx", "android-tflite", "ios-coreml", "browser-tfjs")
 # they name options, the exporter of the format reads them.
 OPTION_KEYS: dict[str, frozenset[str]] = {
     "onnx": frozenset({"opset", "per_channel", "calibration_samples", "quant_preprocess"}),
-    "tflite": frozenset({"int8_io", "calibration_samples", "min_api_level"}),
+    "tflite": frozenset({"int8_io", "calibration_samples", "min_api_level", "int8_guard"}),
     "coreml": frozenset({"deployment_target", "compute_units", "weight_threshold", "activation_quantization",
                          "calibration_samples"}),
     "tfjs": frozenset({"timeout_s", "calibration_samples"}),

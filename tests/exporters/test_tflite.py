@@ -135,9 +135,6 @@ def test_int8_without_calibration_data_is_refused(digits, tmp_path):
 
 
 @pytest.mark.real
-@pytest.mark.xfail(reason="measured 0.922 (59/64 views) against the 0.95 target: the 5 disagreements "
-                          "are views whose top-2 logits differ by 0.2-0.5; per-layer float fallback "
-                          "not done yet", strict=False)
 def test_efficientnet_lite0_int8_agrees_on_real_photos(tmp_path):
     from edgeport.sample_models import SAMPLES
 
@@ -151,4 +148,13 @@ def test_efficientnet_lite0_int8_agrees_on_real_photos(tmp_path):
     ref = src.reference(data)[src.output_names[0]]
     out = sess.predict(data)[src.output_names[0]]
     agree = float((out.argmax(-1) == ref.argmax(-1)).mean())
+    # measured 0.969 (62/64; full-integer int8 alone: 0.906-0.938 depending on calibration)
     assert agree >= 0.95, agree
+    # the guard decided on calibration data: full int8 drifted, so the network's first layers stay
+    # float (measured: 9 ops, 8 of them weighted); the rest, and the file, stay int8
+    guard = art.facts["int8_guard"]["trials"]
+    assert guard[0]["float_layers"] == 0 and guard[0]["cosine"] < 0.99
+    kept = art.facts["float_fallback_ops"]
+    assert 0 < len(kept) <= 16 and kept[1].startswith("CONV_2D"), kept
+    assert f"first {len(kept)} ops stay float32" in art.facts["compute"]
+    assert art.path.stat().st_size / 18_552_516 < 0.30  # fp32 .tflite: 18.55 MB, measured 0.284

@@ -132,7 +132,7 @@ def test_efficientnet_lite0_is_confident_on_real_photos(effnet):
     assert x.shape == (1, 3, 224, 224) and x.dtype == np.float32
     assert effnet.input_names == ("image",) and effnet.output_names == ("logits",)
     assert effnet.eval_data.labels is None
-    assert len(effnet.eval_data) == 8 * len(PHOTOS) == 64 and len(effnet.calibration_data) == 16
+    assert len(effnet.eval_data) == 8 * len(PHOTOS) == 64 and len(effnet.calibration_data) == 116
     assert 4_500_000 < sum(p.numel() for p in effnet.module.parameters()) < 4_800_000
     probs = _softmax(effnet.reference(effnet.eval_data)["logits"].astype(np.float64))
     assert probs.shape == (64, 1000)
