@@ -44,6 +44,12 @@ def prepare_tensorflow_env() -> None:
     bindir = str(Path(sys.executable).parent)
     if bindir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    if "tensorflow" not in sys.modules:
+        # TensorFlow's import prints absl/CUDA-probe lines straight to fd 2 whatever the log level
+        from ..native_logs import native_stderr
+
+        with native_stderr():
+            import tensorflow  # noqa: F401
 
 
 def onnx_to_saved_model(onnx_path: Path, out_dir: Path, *, keep_nchw: bool = True,

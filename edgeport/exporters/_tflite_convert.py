@@ -116,10 +116,15 @@ def convert(sm_dir: Path, precision: str, specs: Sequence[IOSpec], calibration: 
             conv.inference_output_type = tf.int8
     elif precision != "fp32":
         raise ConversionError("tflite", "precision", f"unsupported precision {precision!r}")
-    try:
-        return conv.convert()
-    except Exception as exc:
-        raise ConversionError("tflite", f"TFLiteConverter ({precision})", _first_error(exc)) from exc
+    from ..native_logs import native_stderr
+
+    with native_stderr() as log:  # the MLIR quantizer prints its settings from C++
+        try:
+            return conv.convert()
+        except Exception as exc:
+            failure = exc
+    raise ConversionError("tflite", f"TFLiteConverter ({precision})",
+                          _first_error(failure) + (f" [{log.tail()}]" if log.text.strip() else "")) from failure
 
 
 def _representative(data: Dataset, specs: Sequence[IOSpec], n: int) -> Callable[[], Iterator[list[np.ndarray]]]:
@@ -258,6 +263,8 @@ def _run_tflite(flat: bytes, feeds: list[dict[str, np.ndarray]]) -> np.ndarray:
     """The first output of ``flat`` on each feed, dequantized, stacked as float64."""
     from ai_edge_litert.interpreter import Interpreter
 
+    from ..native_logs import native_stderr
+
     runner = Interpreter(model_content=flat, num_threads=2).get_signature_runner()
     in_det, out_det = runner.get_input_details(), runner.get_output_details()
     first = next(iter(out_det))
@@ -271,6 +278,7 @@ def _run_tflite(flat: bytes, feeds: list[dict[str, np.ndarray]]) -> np.ndarray:
             if want.kind in "iu" and x.dtype.kind == "f" and s:
                 x = np.clip(np.round(x / s + z), np.iinfo(want).min, np.iinfo(want).max)
             args[name] = x.astype(want)
-        y = np.asarray(runner(**args)[first], dtype=np.float64)
+        with native_stderr():  # the delegate's creation notice on the first call
+            y = np.asarray(runner(**args)[first], dtype=np.float64)
         outs.append((y - zero) * scale if scale else y)
     return np.concatenate([o.reshape(1, -1) for o in outs])

@@ -110,14 +110,17 @@ def check_runs(path: Path, feed: dict[str, np.ndarray], output_names: tuple[str,
     """
     from ai_edge_litert.interpreter import Interpreter
 
+    from ..native_logs import native_stderr
+
     try:
-        interp = Interpreter(model_path=str(path), num_threads=1)
-        runner = interp.get_signature_runner()
-        details = runner.get_input_details()
-        args = {}
-        for name, det in details.items():
-            args[name] = _adapt(feed[name], det)
-        outs = runner(**args)
+        with native_stderr():  # the XNNPACK delegate announces itself on fd 2
+            interp = Interpreter(model_path=str(path), num_threads=1)
+            runner = interp.get_signature_runner()
+            details = runner.get_input_details()
+            args = {}
+            for name, det in details.items():
+                args[name] = _adapt(feed[name], det)
+            outs = runner(**args)
     except Exception as exc:
         raise ConversionError("tflite", "load check", f"the converted file does not run in LiteRT: "
                               f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}") from exc
