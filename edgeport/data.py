@@ -48,7 +48,8 @@ class Dataset:
 
 
 def load_npz(path: str | Path, input_names: Sequence[str]) -> Dataset:
-    """Read ``--data FILE.npz``: arrays named after the inputs (or ``x`` for a single input)."""
+    """Read ``--data FILE.npz``: arrays named after the inputs (or ``x`` for a single input);
+    a bundle's ``golden.npz`` is accepted too."""
     p = Path(path)
     try:
         with np.load(p, allow_pickle=False) as z:
@@ -62,6 +63,8 @@ def load_npz(path: str | Path, input_names: Sequence[str]) -> Dataset:
     for name in input_names:
         if name in arrays:
             inputs[name] = arrays[name]
+        elif f"input__{name}" in arrays:  # a bundle's golden.npz
+            inputs[name] = arrays[f"input__{name}"]
         elif len(input_names) == 1 and "x" in arrays:
             inputs[name] = arrays["x"]
         else:
