@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error, cli_json, run_cli
+from cli_helpers import assert_one_line_error, cli_json, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from conftest import assert_one_line_error, cli_json, run_cli
+from cli_helpers import assert_one_line_error, cli_json, run_cli
 from edgeport.pipeline import export
 
 # (target, precision, the artifact file whose byte is changed)
@@ -64,3 +64,24 @@ def test_run_refuses_a_truncated_tflite(bundles, tmp_path):
     with np.load(out) as got, np.load(bundles["android-tflite"] / "golden.npz") as golden:
         agree = (got["logits"].argmax(1) == golden["reference__logits"].argmax(1)).mean()
     assert agree >= 0.99
+
+
+REPORT_KEYS = {"edgeport_version", "model", "target", "format", "runtime", "precision", "sparsity",
+               "passed", "size", "parity", "accuracy", "latency", "ops", "checks"}
+
+
+@pytest.mark.parametrize("target", [c[0] for c in CASES])
+def test_report_json_has_the_contract_keys(bundles, target):
+    import json
+
+    rep = json.loads((bundles[target] / "report.json").read_text())
+    assert REPORT_KEYS <= set(rep)
+    assert {"artifact_bytes", "fp32_bytes", "ratio", "gzip_bytes"} <= set(rep["size"])
+    assert {"samples", "top1_agreement", "outputs"} <= set(rep["parity"])
+    assert {"name", "max_abs", "mean_abs", "cosine", "sqnr_db", "passed"} <= set(rep["parity"]["outputs"][0])
+    assert {"metric", "reference", "artifact", "drop"} <= set(rep["accuracy"])
+    assert {"provenance", "runtime", "threads", "p50_ms", "p90_ms", "p99_ms", "runs"} <= set(rep["latency"])
+    assert rep["latency"]["provenance"] == ("emulated" if target == "ios-coreml" else "measured")
+    assert {"used", "unsupported"} <= set(rep["ops"]) and rep["ops"]["used"]
+    assert all({"name", "passed", "detail"} <= set(c) for c in rep["checks"])
+    assert rep["size"]["artifact_bytes"] > 0 and 0 < rep["size"]["ratio"] < 1

@@ -137,10 +137,47 @@ def _preprocess(src: Path, job: ExportJob) -> Path:
 
 
 def _to_int8_static(src: Path, dest: Path, job: ExportJob) -> dict[str, Any]:
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
+    from ._float_fallback import score, search_float_prefix
 
     feeds = _calibration_feeds(job)
+    per_channel = bool(job.plan.option("per_channel", True))
+    pre = _preprocess(src, job)
+    _quantize_static(pre, dest, feeds, per_channel, exclude=[])
+    facts: dict[str, Any] = {
+        "weights": "int8 " + ("per-channel" if per_channel else "per-tensor"),
+        "activations": f"int8 (QDQ, calibrated on {len(feeds)} samples)", "compute": "int8 where fused"}
+    if not job.plan.option("int8_guard", True):
+        return facts
+    # the guard compares int8 with fp32 on calibration inputs only, never on evaluation data
+    checks = feeds[:: max(1, len(feeds) // 64)][:64]
+    reference = _first_output(src, checks)
+    tol = job.plan.tolerance
+    classify = job.source.task == "classification"
+    weighted = _weighted_nodes(pre)
+
+    def build(k: int) -> dict[str, Any]:
+        candidate = job.workdir / f"int8-float{k}.onnx"
+        _quantize_static(pre, candidate, feeds, per_channel, exclude=weighted[:k])
+        return {**score(_first_output(candidate, checks), reference, classify, tol.cosine_min,
+                        tol.top1_agreement_min, k), "path": str(candidate)}
+
+    first = score(_first_output(dest, checks), reference, classify, tol.cosine_min, tol.top1_agreement_min, 0)
+    with job.progress.step("int8 guard: compare with fp32 on calibration inputs"):
+        result = search_float_prefix(first, len(weighted), build)
+    chosen = next((t for t in result.trials if t["float_layers"] == result.float_layers), first)
+    if result.float_layers:
+        shutil.copyfile(chosen["path"], dest)
+        facts["float_fallback_ops"] = weighted[:result.float_layers]
+        facts["weights"] += f"; the first {result.float_layers} weighted layers kept fp32"
+    facts["int8_guard"] = {"met": result.met, "samples": len(checks),
+                           "trials": [{k: v for k, v in t.items() if k != "path"} for t in result.trials]}
+    return facts
+
+
+def _quantize_static(src: Path, dest: Path, feeds: list[dict[str, np.ndarray]], per_channel: bool,
+                     exclude: list[str]) -> None:
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -149,16 +186,30 @@ def _to_int8_static(src: Path, dest: Path, job: ExportJob) -> dict[str, Any]:
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self._it, None)
 
-    per_channel = bool(job.plan.option("per_channel", True))
-    pre = _preprocess(src, job)
     try:
-        quantize_static(str(pre), str(dest), Reader(), quant_format=QuantFormat.QDQ,
+        quantize_static(str(src), str(dest), Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=per_channel, activation_type=QuantType.QInt8,
-                        weight_type=QuantType.QInt8, extra_options={"ActivationSymmetric": False})
+                        weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
+                        extra_options={"ActivationSymmetric": False})
     except Exception as exc:
         raise ConversionError("onnx", "quantize_static", str(exc)) from exc
-    return {"weights": "int8 " + ("per-channel" if per_channel else "per-tensor"),
-            "activations": f"int8 (QDQ, calibrated on {len(feeds)} samples)", "compute": "int8 where fused"}
+
+
+def _weighted_nodes(path: Path) -> list[str]:
+    """Names of the Conv / MatMul / Gemm nodes in graph (execution) order."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return [n.name for n in graph.node if n.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm") and n.name]
+
+
+def _first_output(path: Path, feeds: list[dict[str, np.ndarray]]) -> np.ndarray:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return np.concatenate([sess.run(None, f)[0].reshape(1, -1) for f in feeds])
 
 
 def _to_int8_dynamic(src: Path, dest: Path, job: ExportJob) -> dict[str, Any]:

@@ -16,7 +16,7 @@ TARGET_NAMES = ("local-onnx", "android-tflite", "ios-coreml", "browser-tfjs")
 # Exporter/runtime options a profile may set under [options], per format. Profiles are data:
 # they name options, the exporter of the format reads them.
 OPTION_KEYS: dict[str, frozenset[str]] = {
-    "onnx": frozenset({"opset", "per_channel", "calibration_samples", "quant_preprocess"}),
+    "onnx": frozenset({"opset", "per_channel", "calibration_samples", "quant_preprocess", "int8_guard"}),
     "tflite": frozenset({"int8_io", "calibration_samples", "min_api_level", "int8_guard"}),
     "coreml": frozenset({"deployment_target", "compute_units", "weight_threshold", "activation_quantization",
                          "calibration_samples"}),

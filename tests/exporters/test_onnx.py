@@ -70,3 +70,22 @@ def test_text_transformer(text_transformer, prec, tmp_path):
     assert r.parity["samples"] >= 256
     assert r.parity["top1_agreement"] >= 0.97
     assert r.size["ratio"] < (0.55 if prec == "fp16" else 0.40)
+
+
+def test_int8_guard_leaves_an_accurate_model_alone(digits_reports):
+    guard = digits_reports["int8"].report.precision_facts["int8_guard"]
+    assert guard["met"] and [t["float_layers"] for t in guard["trials"]] == [0]
+    assert "float_fallback_ops" not in digits_reports["int8"].report.precision_facts
+
+
+@pytest.mark.real
+def test_efficientnet_int8_keeps_drifting_layers_float(tmp_path):
+    (res,) = export("sample:efficientnet_lite0", ["local-onnx"], precision="int8", out_dir=tmp_path)
+    r = res.report
+    assert r.passed, r.failed_checks
+    assert r.parity["top1_agreement"] >= 0.95 and r.size["ratio"] <= 0.30
+    facts = r.precision_facts
+    trials = facts["int8_guard"]["trials"]
+    # all-int8 drifted on the calibration inputs; a float prefix was kept and said so
+    assert not trials[0]["ok"] and facts["float_fallback_ops"]
+    assert len(facts["float_fallback_ops"]) == max(t["float_layers"] for t in trials if t["float_layers"] <= len(facts["float_fallback_ops"]))

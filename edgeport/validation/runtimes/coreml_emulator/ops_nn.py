@@ -218,17 +218,22 @@ def _layer_norm(a: Args, ctx: Context) -> np.ndarray:
     return out
 
 
+def _scale_shift(out: np.ndarray, a: Args, shape: tuple[int, ...]) -> np.ndarray:
+    """The optional per-channel ``gamma`` / ``beta`` of the normalization ops."""
+    if a.get("gamma") is not None:
+        out = out * f32(a["gamma"]).reshape(shape)
+    if a.get("beta") is not None:
+        out = out + f32(a["beta"]).reshape(shape)
+    return out
+
+
 @op("batch_norm")
 def _batch_norm(a: Args, ctx: Context) -> np.ndarray:
     x = f32(a["x"])
     shape = (1, -1) + (1,) * (x.ndim - 2)
     out = (x - f32(a["mean"]).reshape(shape)) / np.sqrt(f32(a["variance"]).reshape(shape)
                                                          + np.float32(a.float("epsilon", 1e-5)))
-    if a.get("gamma") is not None:
-        out = out * f32(a["gamma"]).reshape(shape)
-    if a.get("beta") is not None:
-        out = out + f32(a["beta"]).reshape(shape)
-    return out
+    return _scale_shift(out, a, shape)
 
 
 @op("instance_norm")
@@ -239,11 +244,7 @@ def _instance_norm(a: Args, ctx: Context) -> np.ndarray:
     var = np.square(x - mean).mean(axis=axes, keepdims=True)
     out = (x - mean) / np.sqrt(var + np.float32(a.float("epsilon", 1e-5)))
     shape = (1, -1) + (1,) * (x.ndim - 2)
-    if a.get("gamma") is not None:
-        out = out * f32(a["gamma"]).reshape(shape)
-    if a.get("beta") is not None:
-        out = out + f32(a["beta"]).reshape(shape)
-    return out
+    return _scale_shift(out, a, shape)
 
 
 @op("l2_norm")
