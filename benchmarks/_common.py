@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+# converters' own progress bars and TensorFlow's C++ start-up lines would drown the tables
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
