@@ -155,12 +155,8 @@ def _first_error(exc: Exception) -> str:
 # carries it on. Keeping that head float and the rest int8 is the usual mixed-precision remedy and
 # costs float arithmetic only where the feature maps have few channels.
 
-#: how many weighted layers (conv/depthwise/fully-connected...) to keep float, tried in order
-PREFIX_STEPS = (2, 4, 8, 12, 16)
 #: calibration samples the guard compares on (evenly spread over the calibration set)
 GUARD_SAMPLES = 64
-#: stop adding float layers once a step keeps more than this share of the output error
-DIMINISHING = 2 / 3
 _WEIGHTED_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV",
                            "CONV_3D", "BATCH_MATMUL", "EMBEDDING_LOOKUP"})
 
@@ -183,35 +179,22 @@ def guard_int8(sm_dir: Path, flat: bytes, specs: Sequence[IOSpec], calibration: 
     The check runs both .tflite files in LiteRT on up to :data:`GUARD_SAMPLES` calibration samples
     (never evaluation data) and compares the first output: top-1 agreement (``classify``) and mean
     cosine. When short of the targets, the model is re-quantized from one calibration pass with the
-    first 2, 4, 8... weighted layers kept float (TF's QuantizationDebugger denylist) until the
-    targets are met, a step stops paying (removes less than a third of the remaining 1 - cosine),
-    half the network would be float, or ``budget_s`` runs out. The last candidate that paid is
-    returned; ``met`` says whether it reached the targets.
+    first 2, 4, 8... weighted layers kept float (TF's QuantizationDebugger denylist); the search
+    policy (stop rules, bounds) is :func:`._float_fallback.search_float_prefix`'s.
     """
-    import time
+    from ._float_fallback import score, search_float_prefix
 
-    t0 = time.perf_counter()
     guard = calibration.take(None)
     idx = np.unique(np.linspace(0, len(guard) - 1, min(GUARD_SAMPLES, len(guard))).round().astype(int))
     feeds = [{s.name: np.asarray(guard.inputs[s.name][i:i + 1]).astype(s.dtype) for s in specs} for i in idx]
     reference = _run_tflite(convert(sm_dir, "fp32", specs, None, 0, "float"), feeds)
 
-    def score(candidate: bytes, kept: list[Any]) -> dict[str, Any]:
-        out = _run_tflite(candidate, feeds)
-        cos = np.sum(out * reference, -1) / (np.linalg.norm(out, axis=-1) * np.linalg.norm(reference, axis=-1) + 1e-12)
-        trial: dict[str, Any] = {"float_layers": len(kept), "cosine": round(float(cos.mean()), 5)}
-        ok = trial["cosine"] >= cosine_min
-        if classify:
-            trial["agreement"] = round(float((out.argmax(-1) == reference.argmax(-1)).mean()), 4)
-            ok = ok and trial["agreement"] >= agreement_min
-        trial["ok"] = ok
-        return trial
+    def judge(candidate: bytes, k: int) -> dict[str, Any]:
+        return score(_run_tflite(candidate, feeds), reference, classify, cosine_min, agreement_min, k)
 
-    first = score(flat, [])
-    trials: list[dict[str, Any]] = [first]
-    best: tuple[dict[str, Any], bytes, list[tuple[str, str]]] = (first, flat, [])
+    first = judge(flat, 0)
     if first["ok"]:
-        return GuardResult(flat, [], trials, True)
+        return GuardResult(flat, [], [first], True)
 
     import warnings
 
@@ -221,31 +204,24 @@ def guard_int8(sm_dir: Path, flat: bytes, specs: Sequence[IOSpec], calibration: 
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = _representative(calibration, specs, calibration_samples)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    candidates: dict[int, tuple[bytes, list[tuple[str, str]]]] = {0: (flat, [])}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the debugger runs TF's deprecated tf.lite.Interpreter
         debugger = tf.lite.experimental.QuantizationDebugger(
             converter=conv, debug_dataset=lambda: ([f[s.name] for s in specs] for f in feeds[:1]))  # layer order only
         layers = _layers_in_order(debugger)
         weighted = [i for i, (op, _) in enumerate(layers) if op in _WEIGHTED_OPS]
-        for k in PREFIX_STEPS:
-            if k > len(weighted) // 2 or time.perf_counter() - t0 > budget_s:
-                break  # never more than half the network float; bounded in time
+
+        def build(k: int) -> dict[str, Any]:
             kept = layers[:weighted[k - 1] + 1]
             debugger.options = tf.lite.experimental.QuantizationDebugOptions(
                 denylisted_nodes=[name for _, name in kept], fully_quantize=int8_io == "int8")
-            candidate = debugger.get_nondebug_quantized_model()
-            trial = score(candidate, kept)
-            trials.append(trial)
-            if trial["ok"]:
-                best = (trial, candidate, kept)
-                break
-            # diminishing returns: a step that removes less than a third of the remaining output
-            # error (1 - cosine) is not worth its float compute; keep the previous candidate
-            if (1 - trial["cosine"]) > DIMINISHING * (1 - best[0]["cosine"]):
-                break
-            best = (trial, candidate, kept)
-    trial, chosen, kept_layers = best
-    return GuardResult(chosen, [f"{op} {name}" for op, name in kept_layers], trials, bool(trial["ok"]))
+            candidates[k] = (debugger.get_nondebug_quantized_model(), kept)
+            return judge(candidates[k][0], k)
+
+        result = search_float_prefix(first, len(weighted), build, budget_s)
+    chosen, kept_layers = candidates[result.float_layers]
+    return GuardResult(chosen, [f"{op} {name}" for op, name in kept_layers], result.trials, result.met)
 
 
 def _layers_in_order(debugger: Any) -> list[tuple[str, str]]:
