@@ -169,6 +169,9 @@ def _to_int8_static(src: Path, dest: Path, job: ExportJob) -> dict[str, Any]:
         shutil.copyfile(chosen["path"], dest)
         facts["float_fallback_ops"] = weighted[:result.float_layers]
         facts["weights"] += f"; the first {result.float_layers} weighted layers kept fp32"
+    if not result.met:
+        facts["hint"] = ("static int8 drifts from fp32 on this model's calibration inputs even with its first "
+                         "layers float; transformers usually keep their accuracy with --precision int8-dynamic")
     facts["int8_guard"] = {"met": result.met, "samples": len(checks),
                            "trials": [{k: v for k, v in t.items() if k != "path"} for t in result.trials]}
     return facts

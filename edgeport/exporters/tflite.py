@@ -175,6 +175,9 @@ def describe(precision: str, io_types: dict[str, str], specs: list[Any], float_f
         if guard is not None:
             # what decided: int8 vs float .tflite on calibration samples (never the evaluation data)
             facts["int8_guard"] = {"trials": guard.trials, "met": guard.met}
+            if not guard.met:
+                facts["hint"] = ("full-integer int8 drifts from float on the calibration inputs even with its "
+                                 "first layers float; check the report, or try --precision int8-dynamic")
     cast = [s.name for s in specs if s.sm_dtype == "int64"]
     if cast:
         facts["int64_inputs"] = (f"{', '.join(cast)}: the artifact takes int32 (cast to int64 inside the graph); "

@@ -60,6 +60,8 @@ def render_report(r: Report, bundle: str | None = None) -> str:
         lines.append(f"  precision {facts}")
     for c in r.checks:
         lines.append(f"  [{'x' if c.passed else ' '}] {c.name}: {c.detail}")
+    if not r.passed and r.precision_facts.get("hint"):
+        lines.append(f"  hint      {r.precision_facts['hint']}")
     if bundle:
         lines.append(f"  bundle    {bundle}")
     return "\n".join(lines)
