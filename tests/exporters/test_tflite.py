@@ -136,9 +136,6 @@ def test_int8_without_calibration_data_is_refused(digits, tmp_path):
 
 @pytest.mark.real
 def test_efficientnet_lite0_int8_agrees_on_real_photos(tmp_path):
-    from edgeport.sample_models import SAMPLES
-
-    pytest.importorskip(SAMPLES["efficientnet_lite0"].partition(":")[0])
     from edgeport.sample_models import load_sample
 
     src = load_sample("efficientnet_lite0")

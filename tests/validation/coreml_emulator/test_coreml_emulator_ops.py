@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from edgeport.errors import RuntimeLoadError
 
-torch = pytest.importorskip("torch")
 F = torch.nn.functional
 RNG = np.random.default_rng(0)
 
