@@ -110,11 +110,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_library_loggers() -> None:
+    """Version-compatibility notices (coremltools on the pinned torch/TF) and torch's internal
+    deprecation chatter say nothing about the user's model; keep their errors only."""
+    import logging
+
+    for name in ("coremltools", "torchao", "torch.utils._pytree", "torch.onnx", "onnx2tf", "absl"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notices) is noise to a CLI user
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TQDM_DISABLE", "1")  # converters' own progress bars; ours are the [edgeport] lines
+    _quiet_library_loggers()
     handler = {"targets": _cmd_targets, "export": _cmd_export, "validate": _cmd_validate, "run": _cmd_run}
     try:
         return handler[args.command](args)
