@@ -32,11 +32,13 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--data", help="FILE.npz: inputs named like the model's (or x), optional labels")
     e.add_argument("-o", "--out", default="out", help="output folder for bundles (default: out)")
     e.add_argument("--json", action="store_true", help="print the report(s) as JSON")
+    e.add_argument("--junit", metavar="FILE.xml", help="also write the checks as JUnit XML (for CI)")
     e.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
 
     v = sub.add_parser("validate", help="re-check bundles: hashes, re-run on golden inputs, tolerances")
     v.add_argument("bundles", nargs="+", metavar="BUNDLE")
     v.add_argument("--json", action="store_true", help="print the report(s) as JSON")
+    v.add_argument("--junit", metavar="FILE.xml", help="also write the checks as JUnit XML (for CI)")
     v.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
 
     r = sub.add_parser("run", help="run any .onnx / .tflite / .mlpackage / TF.js model.json on an npz")
@@ -75,6 +77,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     results = export(args.model, args.target, precision=args.precision, sparsity=args.sparsity,
                      pruning_scope=args.pruning_scope, data=args.data, out_dir=args.out,
                      progress=Progress(enabled=not args.quiet and not args.json))
+    if args.junit:
+        from .validation.junit import write_junit
+
+        write_junit(args.junit, [(str(r.bundle), r.report) for r in results])
     if args.json:
         docs = [dict(r.report.to_dict(), bundle=str(r.bundle)) for r in results]
         print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
@@ -90,6 +96,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from .validation.render import render_report
 
     reports = [(b, validate_bundle(b, Progress(enabled=not args.quiet and not args.json))) for b in args.bundles]
+    if args.junit:
+        from .validation.junit import write_junit
+
+        write_junit(args.junit, reports)
     if args.json:
         docs = [dict(r.to_dict(), bundle=b) for b, r in reports]
         print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))

@@ -59,10 +59,20 @@ def test_validate_passes_then_names_a_changed_byte(int8_bundle, tmp_path):
     data = bytearray((copy / "model.onnx").read_bytes())
     data[-100] ^= 0xFF
     (copy / "model.onnx").write_bytes(bytes(data))
-    rc, rep = cli_json("validate", str(copy))
+    junit = tmp_path / "checks.xml"
+    rc, rep = cli_json("validate", str(copy), "--junit", str(junit))
     assert rc == 1
     integrity = next(c for c in rep["checks"] if c["name"] == "integrity")
     assert not integrity["passed"] and "model.onnx" in integrity["detail"]
+    # the same verdict as JUnit XML for a CI system: one case per check, the failure named
+    import xml.etree.ElementTree as ET
+
+    suite = ET.parse(junit).getroot().find("testsuite")
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert set(cases) == {c["name"] for c in rep["checks"]}
+    failed = [c["name"] for c in rep["checks"] if not c["passed"]]
+    assert suite.get("failures") == str(len(failed)) and cases["integrity"].find("failure") is not None
+    assert "model.onnx" in cases["integrity"].find("failure").get("message")
 
 
 def test_run_any_onnx(int8_bundle, tmp_path, digits):
