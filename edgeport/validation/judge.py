@@ -77,11 +77,29 @@ def run_runtime(name: str, path: Path, plan: Plan, golden: Dataset, progress: Pr
     with progress.step(f"{name}: load and run {len(golden)} samples"):
         session = runtime.load(path, threads=plan.latency.threads, **_runtime_options(plan))
         try:
+            t0 = time.perf_counter()
             produced = session.predict(golden)
-            timing = session.time(golden.sample(0), plan.latency.warmup, plan.latency.runs)
+            per_sample = (time.perf_counter() - t0) / max(len(golden), 1)
+            warmup, runs = _timing_runs(plan, per_sample)
+            timing = session.time(golden.sample(0), warmup, runs)
         finally:
             session.close()
     return _aligned(output_names, produced), summarize(timing)
+
+
+#: seconds one latency measurement may take; a slow runtime (TF.js cpu backend on a CNN, the
+#: reference kernels) gets fewer runs rather than minutes of timing — the report states the count
+TIMING_BUDGET_S = 15.0
+
+
+def _timing_runs(plan: Plan, per_sample_s: float) -> tuple[int, int]:
+    """The profile's warm-up and runs, reduced (to no fewer than 5 runs) when they would take
+    longer than :data:`TIMING_BUDGET_S` at the speed seen while predicting."""
+    warmup, runs = plan.latency.warmup, plan.latency.runs
+    if per_sample_s * (warmup + runs) <= TIMING_BUDGET_S:
+        return warmup, runs
+    fit = int(TIMING_BUDGET_S / max(per_sample_s, 1e-9))
+    return min(warmup, max(1, fit // 10)), min(runs, max(5, fit))
 
 
 def _runtime_options(plan: Plan) -> dict[str, Any]:

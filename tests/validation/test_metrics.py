@@ -45,3 +45,14 @@ def test_divergence_fails_the_checks(digits, tmp_path):
     assert not r.passed and {"parity", "top1_agreement"} <= failed
     out = r.parity["outputs"][0]
     assert out["passed"] is False and out["cosine"] < 0.9
+
+
+def test_slow_runtimes_get_fewer_timing_runs():
+    from edgeport.targets.profile import load_profile, resolve_plan
+    from edgeport.validation.judge import TIMING_BUDGET_S, _timing_runs
+
+    plan = resolve_plan(load_profile("browser-tfjs"))  # warm-up 5, runs 50
+    assert _timing_runs(plan, 0.001) == (5, 50)
+    warmup, runs = _timing_runs(plan, 1.2)  # TF.js cpu backend on EfficientNet: 1.2 s a run
+    assert runs == int(TIMING_BUDGET_S / 1.2) and warmup == 1
+    assert _timing_runs(plan, 60.0) == (1, 5)  # never fewer than 5 runs
