@@ -45,7 +45,8 @@ class OnnxExporter(Exporter):
             if job.source.onnx_path is None:
                 raise ConfigError("nothing to export: the source has neither a module nor an ONNX file")
             return Path(job.source.onnx_path)
-        path = job.workdir / "fp32.onnx"
+        # one file per module: a pruned module and the dense one (the size-ratio reference) differ
+        path = job.workdir / f"fp32-{id(job.module):x}.onnx"
         if not path.exists():
             with job.progress.step("torch -> onnx (dynamo exporter)"):
                 torch_to_onnx(job.module, job.source.example_inputs, job.source.input_names,
