@@ -93,14 +93,14 @@ def export(model: str | ModelSource, targets: Sequence[str], *, precision: str |
     golden, golden_desc = golden_inputs(source)
     with progress.step(f"reference outputs on {len(golden)} samples"):
         reference = source.reference(golden)
-    results = []
-    for plan in plans:
-        results.append(_export_one(source, plan, golden, golden_desc, reference, Path(out_dir), progress))
-    return results
+    with tempfile.TemporaryDirectory(prefix="edgeport-shared-") as shared:
+        return [_export_one(source, plan, golden, golden_desc, reference, Path(out_dir), progress, Path(shared))
+                for plan in plans]
 
 
 def _export_one(source: ModelSource, plan: Plan, golden: Dataset, golden_desc: str,
-                reference: dict[str, np.ndarray], out_dir: Path, progress: Progress) -> ExportResult:
+                reference: dict[str, np.ndarray], out_dir: Path, progress: Progress,
+                shared_dir: Path | None = None) -> ExportResult:
     from .compression import prune_magnitude, recalibrate_batchnorm
 
     timings: dict[str, float] = {}
@@ -121,7 +121,7 @@ def _export_one(source: ModelSource, plan: Plan, golden: Dataset, golden_desc: s
     with staging(final) as stage, tempfile.TemporaryDirectory(prefix="edgeport-") as tmp:
         job = ExportJob(source=source, module=module, plan=plan,
                         calibration=source.calibration_data or source.eval_data, progress=progress,
-                        workdir=Path(tmp))
+                        workdir=Path(tmp), shared_dir=shared_dir)
         t0 = time.perf_counter()
         try:
             artifact = exporter.export(job, stage)

@@ -173,12 +173,12 @@ class GuardResult:
 
 def guard_int8(sm_dir: Path, flat: bytes, specs: Sequence[IOSpec], calibration: Dataset, calibration_samples: int,
                int8_io: str, classify: bool, agreement_min: float, cosine_min: float,
-               budget_s: float = 60.0) -> GuardResult:
+               budget_s: float = 60.0, fp32_flat: bytes | None = None) -> GuardResult:
     """Check a full-integer model against the float one on calibration data; fix it if it drifts.
 
     The check runs both .tflite files in LiteRT on up to :data:`GUARD_SAMPLES` calibration samples
-    (never evaluation data) and compares the first output: top-1 agreement (``classify``) and mean
-    cosine. When short of the targets, the model is re-quantized from one calibration pass with the
+    (never evaluation data) and compares the first output with ``fp32_flat``'s (converted here when
+    not given): top-1 agreement (``classify``) and mean cosine. When short of the targets, the model is re-quantized from one calibration pass with the
     first 2, 4, 8... weighted layers kept float (TF's QuantizationDebugger denylist); the search
     policy (stop rules, bounds) is :func:`._float_fallback.search_float_prefix`'s.
     """
@@ -187,7 +187,9 @@ def guard_int8(sm_dir: Path, flat: bytes, specs: Sequence[IOSpec], calibration: 
     guard = calibration.take(None)
     idx = np.unique(np.linspace(0, len(guard) - 1, min(GUARD_SAMPLES, len(guard))).round().astype(int))
     feeds = [{s.name: np.asarray(guard.inputs[s.name][i:i + 1]).astype(s.dtype) for s in specs} for i in idx]
-    reference = _run_tflite(convert(sm_dir, "fp32", specs, None, 0, "float"), feeds)
+    if fp32_flat is None:
+        fp32_flat = convert(sm_dir, "fp32", specs, None, 0, "float")
+    reference = _run_tflite(fp32_flat, feeds)
 
     def judge(candidate: bytes, k: int) -> dict[str, Any]:
         return score(_run_tflite(candidate, feeds), reference, classify, cosine_min, agreement_min, k)

@@ -60,6 +60,9 @@ class ExportJob:
     calibration: "Dataset | None"
     progress: "Progress"
     workdir: Path  # scratch space, deleted after the export
+    #: scratch shared by every target of one export call (the source's ONNX file is made once
+    #: there); None: use ``workdir``
+    shared_dir: Path | None = None
 
     @property
     def precision(self) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import ConfigError, ConversionError
 from .base import Artifact, Exporter, ExportJob
-from .torch_to_onnx import torch_to_onnx
+from .torch_to_onnx import source_onnx
 
 
 class OnnxExporter(Exporter):
@@ -18,7 +18,7 @@ class OnnxExporter(Exporter):
 
     def export(self, job: ExportJob, out_dir: Path) -> Artifact:
         out_dir.mkdir(parents=True, exist_ok=True)
-        fp32 = self.fp32_model(job)
+        fp32 = source_onnx(job)
         dest = out_dir / "model.onnx"
         prec = job.precision
         with job.progress.step(f"onnx: {prec}"):
@@ -37,21 +37,6 @@ class OnnxExporter(Exporter):
                 raise ConfigError(f"onnx exporter cannot make {prec!r}; supported: {', '.join(self.precisions)}")
         return Artifact("onnx", out_dir, "model.onnx", prec, tuple(job.source.input_names),
                         tuple(job.source.output_names), facts)
-
-    @staticmethod
-    def fp32_model(job: ExportJob) -> Path:
-        """The fp32 ONNX file of the job's module (or the user's .onnx source as given)."""
-        if job.module is None:
-            if job.source.onnx_path is None:
-                raise ConfigError("nothing to export: the source has neither a module nor an ONNX file")
-            return Path(job.source.onnx_path)
-        # one file per module: a pruned module and the dense one (the size-ratio reference) differ
-        path = job.workdir / f"fp32-{id(job.module):x}.onnx"
-        if not path.exists():
-            with job.progress.step("torch -> onnx (dynamo exporter)"):
-                torch_to_onnx(job.module, job.source.example_inputs, job.source.input_names,
-                              job.source.output_names, path, opset=int(job.plan.option("opset", 18)))
-        return path
 
 
 def _to_fp16(src: Path, dest: Path) -> dict[str, Any]:

@@ -31,13 +31,14 @@ class TFJSExporter(Exporter):
         """Write ``out_dir/tfjs/model.json`` and its shards; describe them in an Artifact."""
         from . import _tfjs_convert as conv
         from ._onnx2tf_env import onnx_to_saved_model
+        from .torch_to_onnx import source_onnx
 
         precision = job.precision
         if precision not in self.precisions:
             raise ConversionError("tfjs", "precision", f"TF.js stores weights as fp32, fp16 or int8 "
                                   f"(uint8), not {precision!r}")
         src = job.source
-        onnx_path = self._onnx(job)
+        onnx_path = source_onnx(job)
         workdir = Path(job.workdir)
         saved_model = onnx_to_saved_model(onnx_path, workdir / "tfjs_saved_model", keep_nchw=True,
                                           progress=job.progress)
@@ -63,19 +64,6 @@ class TFJSExporter(Exporter):
         return Artifact(format="tfjs", root=Path(out_dir), entry="tfjs/model.json", precision=precision,
                         input_names=tuple(src.input_names), output_names=tuple(src.output_names),
                         facts=facts)
-
-    @staticmethod
-    def _onnx(job: ExportJob) -> Path:
-        src = job.source
-        if job.module is None:
-            if src.onnx_path is None:
-                raise ConversionError("tfjs", "source", "neither a torch module nor an ONNX file was given")
-            return Path(src.onnx_path)
-        from .torch_to_onnx import torch_to_onnx
-
-        with job.progress.step("torch -> ONNX (for TF.js)"):
-            return torch_to_onnx(job.module, src.example_inputs, src.input_names, src.output_names,
-                                 Path(job.workdir) / "tfjs_source.onnx")
 
 
 def _add_metadata(model_json: Path, src: Any, precision: str) -> None:

@@ -34,6 +34,7 @@ class TFLiteExporter(Exporter):
 
     def export(self, job: ExportJob, out_dir: Path) -> Artifact:
         from ._onnx2tf_env import onnx_to_saved_model, prepare_tensorflow_env
+        from .torch_to_onnx import source_onnx
 
         prepare_tensorflow_env()
         precision = job.precision
@@ -50,7 +51,7 @@ class TFLiteExporter(Exporter):
         work.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
 
-        onnx_path = self._onnx(job, work)
+        onnx_path = source_onnx(job)
         sm_dir = onnx_to_saved_model(onnx_path, work / "saved_model", keep_nchw=True, progress=job.progress)
         from ._tflite_convert import convert, wrap_saved_model
 
@@ -69,6 +70,12 @@ class TFLiteExporter(Exporter):
                 flat = convert(work / "saved_model_named", precision, specs, job.calibration, n_calib,
                                int8_io, allow_float_fallback=True)
                 float_fallback = True
+        fp32_flat = None
+        if precision != "fp32":
+            # the size ratio's denominator (TFLite stores pruned zeros densely, so the pruned and the
+            # dense model weigh the same) and the int8 guard's reference, converted once
+            with job.progress.step("tflite: TFLiteConverter (fp32 reference)"):
+                fp32_flat = convert(work / "saved_model_named", "fp32", specs, None, 0, "float")
         guard = None
         if precision == "int8" and not float_fallback and bool(job.plan.option("int8_guard", True)):
             from ._tflite_convert import guard_int8
@@ -77,7 +84,8 @@ class TFLiteExporter(Exporter):
             with job.progress.step("tflite: int8 vs float on calibration data"):
                 guard = guard_int8(work / "saved_model_named", flat, specs, job.calibration, n_calib, int8_io,
                                    classify=src.task == "classification",
-                                   agreement_min=tol.top1_agreement_min, cosine_min=tol.cosine_min)
+                                   agreement_min=tol.top1_agreement_min, cosine_min=tol.cosine_min,
+                                   fp32_flat=fp32_flat)
             flat = guard.flat
         path = out_dir / "model.tflite"
         path.write_bytes(flat)
@@ -85,21 +93,11 @@ class TFLiteExporter(Exporter):
             io_types = check_runs(path, src.example_feed(), src.output_names)
         facts = describe(precision, io_types, specs, float_fallback, int8_io, guard)
         facts["conversion_s"] = round(time.perf_counter() - t0, 2)
+        if fp32_flat is not None:
+            facts["fp32_bytes"] = len(fp32_flat)
         return Artifact(format="tflite", root=out_dir, entry="model.tflite", precision=precision,
                         input_names=tuple(src.input_names), output_names=tuple(src.output_names),
                         facts=facts)
-
-    @staticmethod
-    def _onnx(job: ExportJob, work: Path) -> Path:
-        if job.module is None:
-            if job.source.onnx_path is None:
-                raise ConversionError("tflite", "source", "the source has neither a torch module nor an ONNX file")
-            return Path(job.source.onnx_path)
-        from .torch_to_onnx import torch_to_onnx
-
-        with job.progress.step("tflite: torch -> ONNX"):
-            return torch_to_onnx(job.module, job.source.example_inputs, job.source.input_names,
-                                 job.source.output_names, work / "model.onnx")
 
 
 def check_runs(path: Path, feed: dict[str, np.ndarray], output_names: tuple[str, ...]) -> dict[str, str]:

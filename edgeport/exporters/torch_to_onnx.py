@@ -3,11 +3,35 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from ..errors import ConversionError
+from ..errors import ConfigError, ConversionError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .base import ExportJob
+
+
+def source_onnx(job: "ExportJob") -> Path:
+    """The job's model as an fp32 ONNX file: the user's ``.onnx`` source as given, or the job's
+    (possibly pruned) module exported once into the job's scratch folder.
+
+    Shared by the ONNX, TFLite (onnx2tf) and TF.js paths; the file is kept per module in the
+    call's shared scratch folder, so ``--target all`` and the fp32 size reference export once,
+    and a pruned module and the dense source never share a file.
+    """
+    if job.module is None:
+        if job.source.onnx_path is None:
+            raise ConfigError("nothing to export: the source has neither a module nor an ONNX file")
+        return Path(job.source.onnx_path)
+    path = Path(job.shared_dir or job.workdir) / f"source-{id(job.module):x}.onnx"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with job.progress.step("torch -> onnx (dynamo exporter)"):
+            torch_to_onnx(job.module, job.source.example_inputs, job.source.input_names,
+                          job.source.output_names, path, opset=int(job.plan.option("opset", 18)))
+    return path
 
 
 def torch_to_onnx(module: Any, example_inputs: Sequence[np.ndarray], input_names: Sequence[str],
