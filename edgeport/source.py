@@ -137,15 +137,11 @@ def _to_numpy(x: Any) -> np.ndarray:
 
 
 def _onnx_reference(src: ModelSource, data: Dataset) -> dict[str, np.ndarray]:
-    import onnxruntime as ort
+    """An ONNX source's own outputs, from the same onnxruntime session edgeport judges with."""
+    from .validation.runtimes import get_runtime
 
-    sess = ort.InferenceSession(str(src.onnx_path), providers=["CPUExecutionProvider"])
-    outs: dict[str, list[np.ndarray]] = {n: [] for n in src.output_names}
-    for i in range(len(data)):
-        res = sess.run(list(src.output_names), data.sample(i))
-        for n, r in zip(src.output_names, res):
-            outs[n].append(r)
-    return {n: np.concatenate(v) for n, v in outs.items()}
+    session = get_runtime("onnxruntime").load(Path(src.onnx_path))
+    return session.predict(data)
 
 
 # ------------------------------------------------------------------------------------------------

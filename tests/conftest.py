@@ -1,4 +1,4 @@
-"""Shared fixtures: sample models loaded once per session."""
+"""Shared fixtures: sample models loaded once per session (the real ones take seconds each)."""
 from __future__ import annotations
 
 import pytest
@@ -16,3 +16,17 @@ def text_transformer():
     from edgeport.sample_models import load_sample
 
     return load_sample("text_transformer")
+
+
+@pytest.fixture(scope="session")
+def effnet():
+    from edgeport.sample_models import load_sample
+
+    return load_sample("efficientnet_lite0")
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    from edgeport.sample_models import load_sample
+
+    return load_sample("minilm")

@@ -43,8 +43,3 @@ def load_state(module: Any, name: str) -> Any:
     state = torch.load(path, map_location="cpu", weights_only=True)
     module.load_state_dict(state, strict=True)
     return module.eval()
-
-
-def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 accuracy of ``logits`` [N, C] against integer ``labels`` [N]."""
-    return float((np.asarray(logits).argmax(axis=-1) == np.asarray(labels)).mean())

@@ -15,7 +15,8 @@ from typing import Any, Callable
 import numpy as np
 
 from . import digits_cnn, text_transformer
-from ._storage import DATA_DIR, WEIGHTS_DIR, accuracy, data_path, weights_path
+from ..validation.metrics import top1_accuracy as accuracy
+from ._storage import DATA_DIR, WEIGHTS_DIR, data_path, weights_path
 
 SEED = 0
 

@@ -4,36 +4,19 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from coreml_helpers import export_coreml as export
+from coreml_helpers import run_every_precision
 from edgeport.errors import ConfigError
-from edgeport.exporters import ExportJob, get_exporter
-from edgeport.progress import SILENT
-from edgeport.targets.profile import load_profile, resolve_plan, with_options
+from edgeport.targets.profile import load_profile, resolve_plan
 from edgeport.validation.inspect import inspect_artifact
 from edgeport.validation.metrics import top1_accuracy, top1_agreement
 from edgeport.validation.runtimes import get_runtime
 
-PRECISIONS = ("fp32", "fp16", "int8", "lut8", "lut4")
-
-
-def export(src, precision: str, out: Path, module=None, sparsity: float | None = None, **options):
-    plan = resolve_plan(load_profile("ios-coreml"), precision=precision, sparsity=sparsity)
-    if options:
-        plan = with_options(plan, **options)
-    job = ExportJob(src, src.module if module is None else module, plan, src.calibration_data, SILENT, out)
-    return get_exporter("coreml").export(job, out)
-
-
 @pytest.fixture(scope="module")
 def digits_runs(digits, tmp_path_factory):
-    ref = digits.reference(digits.eval_data)["logits"]
-    runs = {}
-    for p in PRECISIONS:
-        art = export(digits, p, tmp_path_factory.mktemp(f"digits_{p}"))
-        sess = get_runtime("coreml-emulator").load(art.path)
-        runs[p] = (art, sess, sess.predict(digits.eval_data)["logits"])
+    ref, runs = run_every_precision(digits, tmp_path_factory, "digits")
     return digits, ref, runs
 
 
@@ -66,7 +49,7 @@ def test_lut4_size_and_accuracy(digits_runs):
     assert art.facts["compressed_by_op"] == {"constexpr_lut_to_dense": 5}
 
 
-def test_lut8_between_int8_and_fp16(digits_runs):
+def test_lut8_size_and_agreement(digits_runs):
     _, ref, runs = digits_runs
     assert ratio(runs, "lut8") <= 0.31 and top1_agreement(ref, runs["lut8"][2]) >= 0.99
 

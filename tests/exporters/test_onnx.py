@@ -79,8 +79,8 @@ def test_int8_guard_leaves_an_accurate_model_alone(digits_reports):
 
 
 @pytest.mark.real
-def test_efficientnet_int8_keeps_drifting_layers_float(tmp_path):
-    (res,) = export("sample:efficientnet_lite0", ["local-onnx"], precision="int8", out_dir=tmp_path)
+def test_efficientnet_int8_keeps_drifting_layers_float(effnet, tmp_path):
+    (res,) = export(effnet, ["local-onnx"], precision="int8", out_dir=tmp_path)
     r = res.report
     assert r.passed, r.failed_checks
     assert r.parity["top1_agreement"] >= 0.95 and r.size["ratio"] <= 0.30

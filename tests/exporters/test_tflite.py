@@ -135,10 +135,8 @@ def test_int8_without_calibration_data_is_refused(digits, tmp_path):
 
 
 @pytest.mark.real
-def test_efficientnet_lite0_int8_agrees_on_real_photos(tmp_path):
-    from edgeport.sample_models import load_sample
-
-    src = load_sample("efficientnet_lite0")
+def test_efficientnet_lite0_int8_agrees_on_real_photos(effnet, tmp_path):
+    src = effnet
     art = export_tflite(src, "int8", tmp_path)
     sess = get_runtime("litert").load(art.path, threads=2)
     data = src.eval_data

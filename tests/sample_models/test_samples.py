@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from edgeport.sample_models import SAMPLES, load_sample
-from edgeport.sample_models._storage import accuracy, data_path, read_npz, weights_path
+from edgeport.sample_models import SAMPLES
+from edgeport.sample_models._storage import data_path, read_npz, weights_path
+from edgeport.validation.metrics import top1_accuracy as accuracy
 
 TRAINED = ("digits_cnn", "text_transformer")
 
@@ -114,16 +115,6 @@ def test_trained_samples_export_to_onnx_and_match(fixture, request, tmp_path):
 
 
 # -- real pretrained models (from offline packages) ------------------------------------------------
-@pytest.fixture(scope="module")
-def effnet():
-    return load_sample("efficientnet_lite0")
-
-
-@pytest.fixture(scope="module")
-def minilm():
-    return load_sample("minilm")
-
-
 @pytest.mark.real
 def test_efficientnet_lite0_is_confident_on_real_photos(effnet):
     from edgeport.sample_models.efficientnet_lite0 import CAT_CLASSES, PHOTOS

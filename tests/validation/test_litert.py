@@ -2,7 +2,6 @@
 int64 feeds, corrupt files, and which kernels produced which figure."""
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np

@@ -2,42 +2,20 @@
 torch. (digits_cnn at every precision is covered by tests/exporters/test_coreml.py.)"""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from edgeport.exporters import ExportJob, get_exporter
-from edgeport.progress import SILENT
-from edgeport.targets.profile import load_profile, resolve_plan
+from coreml_helpers import PRECISIONS, run_every_precision
+from coreml_helpers import export_coreml as export
 from edgeport.validation.metrics import ErrorStats, top1_accuracy, top1_agreement
 from edgeport.validation.runtimes import get_runtime
 from edgeport.validation.tolerances import TOLERANCES
 
-PRECISIONS = ("fp32", "fp16", "int8", "lut8", "lut4")
-
-
-def export(src, precision: str, out: Path, **options):
-    plan = resolve_plan(load_profile("ios-coreml"), precision=precision)
-    if options:
-        from edgeport.targets.profile import with_options
-
-        plan = with_options(plan, **options)
-    job = ExportJob(src, src.module, plan, src.calibration_data, SILENT, out)
-    return get_exporter("coreml").export(job, out)
-
-
 @pytest.fixture(scope="module")
 def text_runs(text_transformer, tmp_path_factory):
     """text_transformer exported at every precision and run on its 512 held-out sequences."""
-    src = text_transformer
-    ref = src.reference(src.eval_data)["logits"]
-    runs = {}
-    for p in PRECISIONS:
-        art = export(src, p, tmp_path_factory.mktemp(f"text_{p}"))
-        sess = get_runtime("coreml-emulator").load(art.path)
-        runs[p] = (art, sess, sess.predict(src.eval_data)["logits"])
-    return src, ref, runs
+    ref, runs = run_every_precision(text_transformer, tmp_path_factory, "text")
+    return text_transformer, ref, runs
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
@@ -136,10 +114,8 @@ def test_compressed_weights_decompress_like_coremltools(text_transformer, ct, tm
 
 # ---- real pretrained models ----------------------------------------------------------------------
 @pytest.mark.real
-def test_minilm_fp16_cosine_on_real_sentences(tmp_path):
-    from edgeport.sample_models import load_sample
-
-    src = load_sample("minilm")
+def test_minilm_fp16_cosine_on_real_sentences(minilm, tmp_path):
+    src = minilm
     art = export(src, "fp16", tmp_path)
     sess = get_runtime("coreml-emulator").load(art.path)
     name = src.output_names[0]
@@ -150,10 +126,8 @@ def test_minilm_fp16_cosine_on_real_sentences(tmp_path):
 
 
 @pytest.mark.real
-def test_efficientnet_lite0_fp16_top1_and_cosine(tmp_path):
-    from edgeport.sample_models import load_sample
-
-    src = load_sample("efficientnet_lite0")
+def test_efficientnet_lite0_fp16_top1_and_cosine(effnet, tmp_path):
+    src = effnet
     data = src.eval_data.take(8)
     art = export(src, "fp16", tmp_path)
     sess = get_runtime("coreml-emulator").load(art.path)
