@@ -11,6 +11,15 @@ from .errors import ModelLoadError
 
 
 @dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output: its name, shape (``-1`` for a free axis) and numpy dtype name."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # numpy dtype name, e.g. "float32", "int64"
+
+
+@dataclass(frozen=True)
 class Dataset:
     """Inputs keyed by model input name, each shaped ``[N, ...]``; ``labels`` shaped ``[N]``."""
 

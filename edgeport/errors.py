@@ -60,3 +60,13 @@ class ValidationFailed(EdgeportError):
     def __init__(self, message: str, report: Any = None):
         self.report = report
         super().__init__(message)
+
+
+def one_line(exc: BaseException, limit: int = 300, last: bool = False) -> str:
+    """An exception as one readable line: the first (or ``last``) non-empty line of its message,
+    else its type name, cut at ``limit`` characters. Every error message built from a library's
+    exception goes through here."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not set(ln.strip()) <= set("=-*_ ")]
+    if not lines:
+        return type(exc).__name__
+    return (lines[-1] if last else lines[0])[:limit]

@@ -15,17 +15,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .data import Dataset
+from .data import Dataset, TensorSpec
 from .errors import ModelLoadError
 
 TASKS = ("classification", "embedding", "generic")
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    shape: tuple[int, ...]
-    dtype: str  # numpy dtype name, e.g. "float32", "int64"
 
 
 @dataclass

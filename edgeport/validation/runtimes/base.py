@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ...data import Dataset
-from ...source import TensorSpec
+from ...data import Dataset, TensorSpec
 
 
 @dataclass(frozen=True)

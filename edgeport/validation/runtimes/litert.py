@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import MissingDependencyError, RuntimeLoadError
+from ...errors import MissingDependencyError, RuntimeLoadError, one_line
 from ...native_logs import native_stderr
-from ...source import TensorSpec
+from ...data import TensorSpec
 from .base import Runtime, Session
 
 
@@ -75,7 +75,7 @@ class LiteRTSession(Session):
         except RuntimeLoadError:
             raise
         except Exception as exc:
-            raise RuntimeLoadError(f"LiteRT cannot load {self.path.name}: {_one_line(exc)}") from exc
+            raise RuntimeLoadError(f"LiteRT cannot load {self.path.name}: {one_line(exc)}") from exc
         self.load_ms = (time.perf_counter() - t0) * 1e3
         self.input_specs = tuple(TensorSpec(n, tuple(int(s) for s in d["shape"]), _feed_dtype(d))
                                  for n, d in self._in.items())
@@ -101,7 +101,7 @@ class LiteRTSession(Session):
             else:
                 outs = self._invoke(args)
         except Exception as exc:
-            raise RuntimeLoadError(f"LiteRT failed to run {self.path.name}: {_one_line(exc)}") from exc
+            raise RuntimeLoadError(f"LiteRT failed to run {self.path.name}: {one_line(exc)}") from exc
         return {n: _from_model(outs[n], self._out[n]) for n in self.output_names}
 
     def _invoke(self, args: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -156,11 +156,6 @@ def _from_model(y: np.ndarray, det: dict[str, Any]) -> np.ndarray:
     if y.dtype.kind in "iu" and y.dtype.itemsize == 1 and scale:
         return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
     return y
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:300]
 
 
 class LiteRTRuntime(Runtime):

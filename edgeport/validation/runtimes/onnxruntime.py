@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import MissingDependencyError, RuntimeLoadError
-from ...source import TensorSpec
+from ...errors import MissingDependencyError, RuntimeLoadError, one_line
+from ...data import TensorSpec
 from .base import Runtime, Session
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
@@ -32,8 +32,7 @@ class OnnxRuntimeSession(Session):
         try:
             self._sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:
-            msg = str(exc).strip().splitlines()
-            raise RuntimeLoadError(f"onnxruntime cannot load {Path(path).name}: {msg[0] if msg else exc}") from exc
+            raise RuntimeLoadError(f"onnxruntime cannot load {Path(path).name}: {one_line(exc)}") from exc
         self.load_ms = (time.perf_counter() - t0) * 1e3
         self.threads = threads
         self.version = ort.__version__
@@ -50,7 +49,7 @@ class OnnxRuntimeSession(Session):
         try:
             res = self._sess.run(None, cast)
         except Exception as exc:
-            raise RuntimeLoadError(f"onnxruntime failed to run the model: {str(exc).splitlines()[0]}") from exc
+            raise RuntimeLoadError(f"onnxruntime failed to run the model: {one_line(exc)}") from exc
         return dict(zip(self.output_names, res))
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import MissingDependencyError, RuntimeLoadError
+from ...errors import MissingDependencyError, RuntimeLoadError, one_line
 from .base import Runtime, Session
 from .tfjs_node import DEFAULT_TIMEOUT_S, RUNNER_DIR, TFJSSessionBase, find_model_json, output_dtype
 
@@ -94,7 +94,7 @@ class _Browser:
             self.start_ms = (time.perf_counter() - t0) * 1e3
         except Exception as exc:
             self.stop()
-            raise RuntimeLoadError(f"tfjs-chromium: the browser did not start: {_first_line(exc)}") from exc
+            raise RuntimeLoadError(f"tfjs-chromium: the browser did not start: {one_line(exc)}") from exc
 
     def stop(self) -> None:
         for closer in (lambda: self.context and self.context.close(), lambda: self.pw and self.pw.stop()):
@@ -106,11 +106,6 @@ class _Browser:
         self.server.shutdown()
         self.server.server_close()
         shutil.rmtree(self.profile, ignore_errors=True)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not set(ln.strip()) <= set("=")]
-    return lines[0] if lines else type(exc).__name__
 
 
 def _shutdown_browser(browser: _Browser, tmp: str) -> None:
@@ -152,7 +147,7 @@ class TFJSChromiumSession(TFJSSessionBase):
                                    polling=10)
             ans = page.evaluate("() => window.edgeportJob.result")
         except Exception as exc:
-            why = "the page crashed" if self._browser.crashed else _first_line(exc)
+            why = "the page crashed" if self._browser.crashed else one_line(exc)
             if "Timeout" in type(exc).__name__ or "Timeout" in str(exc)[:200]:
                 why = f"no answer within {self.timeout_s:g} s"
             self._finalizer()

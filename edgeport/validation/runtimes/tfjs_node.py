@@ -26,9 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ...data import Dataset
+from ...data import Dataset, TensorSpec
 from ...errors import MissingDependencyError, RuntimeLoadError
-from ...source import TensorSpec
 from .base import Runtime, Session, Timing
 
 RUNNER_DIR = Path(__file__).parent / "tfjs_js"

@@ -14,9 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ....data import Dataset
+from ....data import Dataset, TensorSpec
 from ....errors import RuntimeLoadError
-from ....source import TensorSpec
 from ..base import Runtime, Session
 
 PROVES = ("the saved ML Program (ops, weights, weight compression, fp16 storage) reproduces the "
