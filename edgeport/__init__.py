@@ -1,38 +1,54 @@
 """edgeport: compress and convert a trained PyTorch model for an edge target, then prove the
-artifact in the target's own runtime and ship it as a verifiable bundle."""
+artifact in the target's own runtime and ship it as a verifiable bundle.
+
+The public API is re-exported lazily: ``import edgeport`` stays light (no torch, no TensorFlow),
+and each name is the real object on first use, so ``help(edgeport.export)`` shows its signature.
+"""
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from .errors import EdgeportError  # noqa: E402  (light: no heavy imports below)
+from .errors import (ConfigError, ConversionError, EdgeportError, MissingDependencyError, ModelLoadError,
+                     RuntimeLoadError, UnknownNameError)
+from .version import __version__
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .formats import Artifact, Format, register_format
+    from .pipeline import ExportResult, export, run_artifact as run, validate_bundle as validate
+    from .source import ModelSource
+    from .targets.profile import load_profile
+    from .validation.report import Report
 
-def export(*args, **kwargs):  # type: ignore[no-untyped-def]
-    """Export a model for one or more targets; see :func:`edgeport.pipeline.export`."""
-    from .pipeline import export as _export
-
-    return _export(*args, **kwargs)
-
-
-def validate(bundle, progress=None):  # type: ignore[no-untyped-def]
-    """Re-check a bundle; see :func:`edgeport.pipeline.validate_bundle`."""
-    from .pipeline import validate_bundle
-
-    return validate_bundle(bundle, progress)
-
-
-def run(artifact, data, out=None, runtime=None, threads=1):  # type: ignore[no-untyped-def]
-    """Run any artifact on an npz of inputs; see :func:`edgeport.pipeline.run_artifact`."""
-    from .pipeline import run_artifact
-
-    return run_artifact(artifact, data, out, runtime, threads)
-
-
-def load_profile(name_or_path):  # type: ignore[no-untyped-def]
-    """A target profile by name or TOML path."""
-    from .targets.profile import load_profile as _load
-
-    return _load(name_or_path)
+#: public name -> "module:attribute" it is imported from on first use
+_LAZY = {
+    "export": "edgeport.pipeline:export",
+    "validate": "edgeport.pipeline:validate_bundle",
+    "run": "edgeport.pipeline:run_artifact",
+    "ExportResult": "edgeport.pipeline:ExportResult",
+    "load_profile": "edgeport.targets.profile:load_profile",
+    "ModelSource": "edgeport.source:ModelSource",
+    "Report": "edgeport.validation.report:Report",
+    "Artifact": "edgeport.formats:Artifact",
+    "Format": "edgeport.formats:Format",
+    "register_format": "edgeport.formats:register_format",
+}
 
 
-__all__ = ["EdgeportError", "__version__", "export", "load_profile", "run", "validate"]
+def __getattr__(name: str) -> Any:
+    ref = _LAZY.get(name)
+    if ref is None:
+        raise AttributeError(f"module 'edgeport' has no attribute {name!r}")
+    module, _, attr = ref.partition(":")
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = ["Artifact", "ConfigError", "ConversionError", "EdgeportError", "ExportResult", "Format",
+           "MissingDependencyError", "ModelLoadError", "ModelSource", "Report", "RuntimeLoadError",
+           "UnknownNameError", "__version__", "export", "load_profile", "register_format", "run", "validate"]

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Sequence
 
-from . import __version__
+from .version import __version__
 from .errors import EdgeportError
 
 
@@ -56,38 +56,80 @@ def _cmd_targets(args: argparse.Namespace) -> int:
     profiles = builtin_profiles()
     if args.json:
         print(json.dumps([{"name": p.name, "format": p.format, "runtime": p.runtime,
-                           "precisions": list(p.precisions), "default_precision": p.default_precision,
+                           "precisions": [x.value for x in p.precisions],
+                           "default_precision": p.default_precision.value,
                            "sparsity": p.sparsity, "description": p.description}
                           for p in profiles.values()], indent=2))
         return 0
     rows = [("TARGET", "FORMAT", "RUNTIME", "PRECISIONS", "DEFAULT", "SPARSITY")]
     rows += [(p.name, p.format, p.runtime + ("+" + "+".join(p.extra_runtimes) if p.extra_runtimes else ""),
-              ",".join(p.precisions), p.default_precision, f"{p.sparsity:g}") for p in profiles.values()]
+              ",".join(x.value for x in p.precisions), p.default_precision.value, f"{p.sparsity:g}")
+             for p in profiles.values()]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     return 0
 
 
+def _check_writable(path: str | None) -> None:
+    """Refuse an output file we could not write, before any work is done."""
+    if not path:
+        return
+    from pathlib import Path
+
+    from .errors import ConfigError
+
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    probe = parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if p.is_dir() or not os.access(probe, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise ConfigError(f"cannot write {path}")
+
+
+def _exit_code(produced: list[bool], passed: list[bool]) -> int:
+    """2 when anything could not be produced/read, else 1 when a check failed, else 0."""
+    if not all(produced):
+        return 2
+    return 0 if all(passed) else 1
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
+    import time
+
     from .pipeline import export
     from .progress import Progress
-    from .validation.render import render_report
+    from .validation.render import render_report, render_summary
 
+    _check_writable(args.junit)
+    t0 = time.perf_counter()
     results = export(args.model, args.target, precision=args.precision, sparsity=args.sparsity,
                      pruning_scope=args.pruning_scope, data=args.data, out_dir=args.out,
                      progress=Progress(enabled=not args.quiet and not args.json))
+    seconds = time.perf_counter() - t0
     if args.junit:
         from .validation.junit import write_junit
 
-        write_junit(args.junit, [(str(r.bundle), r.report) for r in results])
+        write_junit(args.junit, [(str(r.bundle), r.report) for r in results if r.report is not None],
+                    [(r.target, str(r.error)) for r in results if r.report is None])
     if args.json:
-        docs = [dict(r.report.to_dict(), bundle=str(r.bundle)) for r in results]
-        print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
+        docs = [dict(r.report.to_dict(), bundle=str(r.bundle)) if r.report is not None
+                else {"target": r.target, "passed": False, "error": str(r.error)} for r in results]
+        print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2, allow_nan=False))
     else:
         for r in results:
-            print(render_report(r.report, str(r.bundle)))
-    return 0 if all(r.report.passed for r in results) else 1
+            if r.report is not None:
+                print(render_report(r.report, str(r.bundle)))
+            else:
+                print(f"ERROR {r.target}: {r.error}")
+        if len(results) > 1:
+            print(render_summary([(r.target, r.report, str(r.bundle) if r.bundle else None,
+                                   str(r.error) if r.error else None) for r in results], seconds))
+    for r in results:
+        if r.error is not None:
+            print(f"edgeport: error: {r.target}: {r.error}", file=sys.stderr)
+    return _exit_code([r.report is not None for r in results], [r.passed for r in results])
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -95,18 +137,27 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from .progress import Progress
     from .validation.render import render_report
 
-    reports = [(b, validate_bundle(b, Progress(enabled=not args.quiet and not args.json))) for b in args.bundles]
+    _check_writable(args.junit)
+    reports, errors = [], []
+    for b in args.bundles:
+        try:
+            reports.append((b, validate_bundle(b, Progress(enabled=not args.quiet and not args.json))))
+        except EdgeportError as exc:  # one unreadable bundle does not stop the others
+            errors.append((b, str(exc)))
     if args.junit:
         from .validation.junit import write_junit
 
-        write_junit(args.junit, reports)
+        write_junit(args.junit, reports, errors)
     if args.json:
-        docs = [dict(r.to_dict(), bundle=b) for b, r in reports]
-        print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
+        docs = [dict(r.to_dict(), bundle=b) for b, r in reports] + \
+               [{"bundle": b, "passed": False, "error": e} for b, e in errors]
+        print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2, allow_nan=False))
     else:
         for b, r in reports:
             print(render_report(r, b))
-    return 0 if all(r.passed for _, r in reports) else 1
+    for b, e in errors:
+        print(f"edgeport: error: {e}", file=sys.stderr)
+    return _exit_code([True] * len(reports) + [False] * len(errors), [r.passed for _, r in reports])
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

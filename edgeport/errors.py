@@ -1,8 +1,6 @@
 """The errors edgeport raises. The CLI maps them to exit codes; the library never exits."""
 from __future__ import annotations
 
-from typing import Any
-
 
 class EdgeportError(Exception):
     """Base of every error edgeport raises on purpose. Its message is one readable line."""
@@ -50,16 +48,6 @@ class ConversionError(EdgeportError):
 
 class RuntimeLoadError(EdgeportError):
     """An artifact could not be loaded or run in its runtime (bad file, unsupported op...)."""
-
-
-class ValidationFailed(EdgeportError):
-    """An artifact was produced or re-checked and at least one check failed."""
-
-    exit_code = 1
-
-    def __init__(self, message: str, report: Any = None):
-        self.report = report
-        super().__init__(message)
 
 
 def one_line(exc: BaseException, limit: int = 300, last: bool = False) -> str:

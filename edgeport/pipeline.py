@@ -4,24 +4,27 @@ from __future__ import annotations
 import re
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from . import __version__
+from .compression import compress
 from .data import Dataset, check_against, load_npz
-from .errors import ConversionError, EdgeportError, ModelLoadError, RuntimeLoadError
+from .errors import ConfigError, ConversionError, EdgeportError, ModelLoadError, RuntimeLoadError, one_line
 from .exporters import ExportJob, get_exporter
+from .formats import Artifact, get_format
+from .precision import Precision
 from .progress import Progress
 from .source import ModelSource, load_source
 from .targets.profile import TARGET_NAMES, Plan, load_profile, resolve_plan
-from .validation.bundle import (GOLDEN, REPORT, read_golden, read_manifest, staging, verify_files,
+from .validation.bundle import (GOLDEN, REPORT, Golden, read_golden, read_manifest, staging, verify_files,
                                 write_golden, write_manifest)
-from .validation.judge import evaluate
-from .validation.report import Check, Report
+from .validation.judge import Subject, evaluate
+from .validation.report import Check, Compression, Report
+from .version import __version__
 
 #: golden inputs kept in a bundle are capped at this many raw bytes (first samples kept)
 GOLDEN_MAX_BYTES = 48 * 1024 * 1024
@@ -30,8 +33,29 @@ RANDOM_SAMPLES = 32
 
 @dataclass(frozen=True)
 class ExportResult:
-    bundle: Path
-    report: Report
+    """One target of an export: its bundle and report, or the error that stopped it."""
+
+    target: str
+    bundle: Path | None
+    report: Report | None
+    error: EdgeportError | None = None
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.report is not None and self.report.passed
+
+
+@dataclass(frozen=True)
+class _Call:
+    """What every target of one export call shares."""
+
+    source: ModelSource
+    golden: Golden
+    golden_desc: str
+    out_dir: Path
+    progress: Progress
+    shared_dir: Path
 
 
 def expand_targets(targets: Sequence[str]) -> list[str]:
@@ -72,8 +96,39 @@ def prepare_source(model: str | ModelSource, data: str | Path | Dataset | None) 
     return source.with_data(ds)
 
 
+def reference_outputs(source: ModelSource, data: Dataset, module: Any | None = None) -> dict[str, np.ndarray]:
+    """The source model's outputs on ``data``: its torch module (or ``module``), or for an ONNX
+    source the same onnxruntime session edgeport judges with."""
+    if module is not None or source.module is not None:
+        return source.reference(data, module)
+    from .validation.runtimes import get_runtime
+
+    session = get_runtime("onnxruntime").load(Path(source.onnx_path))
+    try:
+        return dict(zip(source.output_names, session.predict(data).values()))
+    finally:
+        session.close()
+
+
 def _bundle_name(model: str, target: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{model}-{target}")
+
+
+def resolve_plans(targets: Sequence[str], precision: str | None = None, sparsity: float | None = None,
+                  pruning_scope: str | None = None) -> list[Plan]:
+    """Every target's plan, checked before any work: a bad name, profile or override is an error
+    here, with nothing written."""
+    names = expand_targets(targets)
+    if not names:
+        raise ConfigError("no target given; see 'edgeport targets'")
+    plans = [resolve_plan(load_profile(t), precision, sparsity, pruning_scope) for t in names]
+    seen: dict[str, str] = {}
+    for name, plan in zip(names, plans):
+        if plan.target in seen:
+            raise ConfigError(f"targets {seen[plan.target]} and {name} are both named {plan.target!r}: "
+                              "their bundles would overwrite each other")
+        seen[plan.target] = name
+    return plans
 
 
 def export(model: str | ModelSource, targets: Sequence[str], *, precision: str | None = None,
@@ -82,61 +137,76 @@ def export(model: str | ModelSource, targets: Sequence[str], *, precision: str |
            progress: Progress | None = None) -> list[ExportResult]:
     """Export ``model`` for each target, validate each artifact and write one bundle per target.
 
-    Every input problem (target, precision, model, data) is found before anything is written.
-    A check that fails does not raise: the bundle is written and its report says ``passed: false``.
+    Every input problem (target, precision, model, data) is raised before anything is written.
+    After that every target runs: one that cannot be produced becomes an :class:`ExportResult`
+    with its ``error`` (and no bundle); a check that fails does not raise either — the bundle is
+    written and its report says ``passed: false``.
     """
     progress = progress or Progress(False)
-    names = expand_targets(targets)
-    plans = [resolve_plan(load_profile(t), precision, sparsity, pruning_scope) for t in names]
+    plans = resolve_plans(targets, precision, sparsity, pruning_scope)
     with progress.step(f"load model {model if isinstance(model, str) else model.name}"):
         source = prepare_source(model, data)
     golden, golden_desc = golden_inputs(source)
     with progress.step(f"reference outputs on {len(golden)} samples"):
-        reference = source.reference(golden)
+        reference = reference_outputs(source, golden)
+    results = []
     with tempfile.TemporaryDirectory(prefix="edgeport-shared-") as shared:
-        return [_export_one(source, plan, golden, golden_desc, reference, Path(out_dir), progress, Path(shared))
-                for plan in plans]
+        call = _Call(source, Golden(golden, reference, None), golden_desc, Path(out_dir), progress, Path(shared))
+        for plan in plans:
+            progress.header(f"{source.name} -> {plan.target} ({plan.format}, {plan.precision.value})")
+            t0 = time.perf_counter()
+            try:
+                bundle, report = _export_one(call, plan)
+                results.append(ExportResult(plan.target, bundle, report, seconds=time.perf_counter() - t0))
+            except Exception as exc:  # this target could not be produced; the others still run
+                err = exc if isinstance(exc, EdgeportError) else EdgeportError(
+                    f"{plan.target}: unexpected {type(exc).__name__}: {one_line(exc)}")
+                progress.note(f"{plan.target}: failed: {err}")
+                results.append(ExportResult(plan.target, None, None, err, time.perf_counter() - t0))
+    return results
 
 
-def _export_one(source: ModelSource, plan: Plan, golden: Dataset, golden_desc: str,
-                reference: dict[str, np.ndarray], out_dir: Path, progress: Progress,
-                shared_dir: Path | None = None) -> ExportResult:
-    from .compression import prune_magnitude, recalibrate_batchnorm
+def _compressed(call: _Call, plan: Plan) -> tuple[Any, Golden, Compression | None, float]:
+    """The plan's compression steps applied to the source module, and the golden set's reference
+    outputs of the compressed model."""
+    source = call.source
+    if not plan.compression:
+        return source.module, call.golden, None, 0.0
+    if source.module is None:
+        raise ModelLoadError("compression needs a PyTorch source (module or .pt2), not an ONNX file")
+    calib = source.calibration_data or source.eval_data
+    if calib is not None:
+        calib = Dataset({n: calib.inputs[n] for n in source.input_names}, calib.labels, calib.description)
+    with call.progress.step("compress: " + ", ".join(s.kind for s in plan.compression)):
+        module, steps = compress(source.module, plan.compression, calib)
+        converted = reference_outputs(source, call.golden.data, module)
+    golden = Golden(call.golden.data, call.golden.reference, converted)
+    return module, golden, Compression(tuple(s.to_dict() for s in steps)), max(s.zeros for s in steps)
 
-    timings: dict[str, float] = {}
-    module, pruning, converted_ref = source.module, None, None
-    if plan.sparsity > 0:
-        if module is None:
-            raise ModelLoadError("pruning needs a PyTorch source (module or .pt2), not an ONNX file")
-        with progress.step(f"prune {plan.sparsity:.0%} ({plan.pruning_scope} scope)"):
-            module, stats = prune_magnitude(module, plan.sparsity, plan.pruning_scope)
-            calib = source.calibration_data or source.eval_data
-            bn_layers = recalibrate_batchnorm(module, _torch_batches(source, calib)) if calib else 0
-            converted_ref = source.reference(golden, module)
-        pruning = {**stats.to_dict(), "batchnorm_recalibrated_layers": bn_layers,
-                   "note": "unstructured zeros: smaller only where the format stores sparse weights or "
-                           "the transfer is compressed (see size.gzip_bytes); no speed-up on CPU runtimes"}
-    final = out_dir / _bundle_name(source.name, plan.target)
+
+def _export_one(call: _Call, plan: Plan) -> tuple[Path, Report]:
+    source, progress = call.source, call.progress
+    module, golden, compression, zeros = _compressed(call, plan)
+    final = call.out_dir / _bundle_name(source.name, plan.target)
     exporter = get_exporter(plan.format)
     with staging(final) as stage, tempfile.TemporaryDirectory(prefix="edgeport-") as tmp:
         job = ExportJob(source=source, module=module, plan=plan,
                         calibration=source.calibration_data or source.eval_data, progress=progress,
-                        workdir=Path(tmp), shared_dir=shared_dir)
+                        workdir=Path(tmp), shared_dir=call.shared_dir, zeros=zeros)
         t0 = time.perf_counter()
         try:
             artifact = exporter.export(job, stage)
         except EdgeportError:
             raise
         except Exception as exc:  # a converter's own crash, reported with its stage and format
-            raise ConversionError(plan.format, "export", f"{type(exc).__name__}: {exc}") from exc
-        timings["export"] = round(time.perf_counter() - t0, 3)
-        fp32_bytes = _fp32_bytes(exporter, job, artifact, progress)
-        write_golden(stage / GOLDEN, golden, reference, converted_ref)
-        report = evaluate(model=source.name, version=__version__, root=stage, entry=artifact.entry,
-                          files=artifact.files(), plan=plan, golden=golden, reference=reference,
-                          task=source.task, fp32_bytes=fp32_bytes, converted_reference=converted_ref,
-                          facts={**artifact.facts, "golden_inputs": golden_desc}, pruning=pruning,
-                          progress=progress, timings=timings)
+            raise ConversionError(plan.format, "export", f"{type(exc).__name__}: {one_line(exc)}") from exc
+        timings = {"export": round(time.perf_counter() - t0, 3)}
+        if artifact.fp32_bytes is None:
+            artifact = replace(artifact, fp32_bytes=_fp32_bytes(exporter, job, artifact, progress))
+        write_golden(stage / GOLDEN, golden.data, golden.reference, golden.converted_reference)
+        subject = Subject(source.name, source.task, source.classifier_output, call.golden_desc, __version__)
+        report = evaluate(artifact, plan, golden, subject, compression=compression, progress=progress,
+                          timings=timings)
         (stage / REPORT).write_text(report.to_json())
         write_manifest(stage, {
             "edgeport_version": __version__,
@@ -147,33 +217,20 @@ def _export_one(source: ModelSource, plan: Plan, golden: Dataset, golden_desc: s
                        "outputs": list(source.output_names)},
             "target": plan.target,
             "plan": plan.to_dict(),
-            "artifact": {"format": artifact.format, "entry": artifact.entry, "precision": artifact.precision,
-                         "files": artifact.files(), "fp32_bytes": fp32_bytes},
+            "artifact": {"format": artifact.format, "entry": artifact.entry, "precision": artifact.precision.value,
+                         "files": artifact.files(), "fp32_bytes": artifact.fp32_bytes},
         })
-    return ExportResult(final, report)
+    return final, report
 
 
-def _torch_batches(source: ModelSource, data: Dataset, batch: int = 32) -> list[tuple[Any, ...]]:
-    import torch
-
-    data = data.take(512)
-    step = batch if int(source.extra.get("reference_batch", batch)) > 1 else 1
-    return [tuple(torch.from_numpy(np.ascontiguousarray(data.inputs[n][i:i + step])) for n in source.input_names)
-            for i in range(0, len(data), step)]
-
-
-def _fp32_bytes(exporter: Any, job: ExportJob, artifact: Any, progress: Progress) -> int:
+def _fp32_bytes(exporter: Any, job: ExportJob, artifact: Artifact, progress: Progress) -> int:
     """Bytes of the same model in this format at fp32: the denominator of the size ratio."""
-    if artifact.precision == "fp32":
+    if artifact.precision is Precision.FP32 and not job.plan.compression:
         return artifact.total_bytes()
-    if artifact.facts.get("fp32_bytes"):
-        return int(artifact.facts.pop("fp32_bytes"))
-    from dataclasses import replace
-
     ref_dir = job.workdir / "fp32-reference"
-    # the denominator is the dense, unpruned model at fp32: pruning's savings count in the ratio
+    # the denominator is the dense, uncompressed model at fp32: compression's savings count in the ratio
     dense = replace(job, module=job.source.module if job.source.module is not None else job.module,
-                    plan=replace(job.plan, precision="fp32", sparsity=0.0))
+                    plan=replace(job.plan, precision=Precision.FP32, compression=()), zeros=0.0)
     with progress.step(f"{job.plan.format}: fp32 reference export (for the size ratio)"):
         ref = exporter.export(dense, ref_dir)
     return ref.total_bytes()
@@ -188,42 +245,52 @@ def validate_bundle(bundle: str | Path, progress: Progress | None = None) -> Rep
     try:
         plan = Plan.from_dict(manifest["plan"])
         art = manifest["artifact"]
-        outputs = manifest["source"]["outputs"]
-    except (KeyError, TypeError) as exc:
-        raise ModelLoadError(f"{root / 'manifest.json'} lacks {exc}: not an edgeport bundle") from exc
+        src = manifest["source"]
+        fmt = get_format(art["format"])
+        artifact = Artifact(fmt.name, root, str(art["entry"]), Precision.parse(art["precision"]),
+                            tuple(s["name"] for s in src["inputs"]), tuple(src["outputs"]),
+                            fp32_bytes=art.get("fp32_bytes"))
+        subject = Subject(str(manifest["model"]), str(src["task"]),
+                          src["outputs"][0] if src["task"] == "classification" else None,
+                          version=__version__)
+    except (KeyError, TypeError, IndexError, EdgeportError) as exc:
+        raise ModelLoadError(f"{root / 'manifest.json'} is not a readable edgeport manifest: {exc}") from exc
     problems = verify_files(root, manifest)
     integrity = Check("integrity", not problems,
                       "; ".join(problems) if problems else f"{len(manifest['files'])} files match their sha256")
+    if problems:
+        return _failed_report(subject, plan, [integrity])
     try:
-        golden = read_golden(root / GOLDEN, outputs)
+        golden = read_golden(root / GOLDEN, list(artifact.output_names))
     except Exception as exc:
-        return _failed_report(manifest, plan, [integrity, Check("golden", False, f"cannot read {GOLDEN}: {exc}")])
+        return _failed_report(subject, plan, [integrity, Check("golden", False, f"cannot read {GOLDEN}: {exc}")])
+    stored = _stored_report(root)
+    artifact = replace(artifact, facts=stored.get("precision_facts") or {})
+    compression = stored.get("compression")
     try:
-        report = evaluate(model=manifest["model"], version=__version__, root=root, entry=art["entry"],
-                          files=art["files"], plan=plan, golden=golden.data, reference=golden.reference,
-                          task=manifest["source"]["task"], fp32_bytes=art.get("fp32_bytes"),
-                          converted_reference=golden.converted_reference, progress=progress)
+        report = evaluate(artifact, plan, golden, subject, progress=progress,
+                          compression=Compression(tuple(compression["steps"]), compression.get("recovery"))
+                          if isinstance(compression, dict) and isinstance(compression.get("steps"), list) else None)
     except (RuntimeLoadError, ConversionError, ValueError) as exc:
-        return _failed_report(manifest, plan, [integrity, Check("rerun", False, f"{art['entry']}: {exc}")])
-    stored = _stored_report(root) if not problems else {}
-    return Report(**{**report.__dict__, "checks": (integrity,) + report.checks,
-                     "precision_facts": stored.get("precision_facts") or {}, "pruning": stored.get("pruning")})
+        return _failed_report(subject, plan, [integrity, Check("rerun", False, f"{artifact.entry}: {exc}")])
+    return replace(report, checks=(integrity,) + report.checks)
 
 
 def _stored_report(root: Path) -> dict[str, Any]:
-    """The report written at export (trusted only once its hash matched)."""
+    """The report written at export (read only once its hash matched the manifest)."""
     import json
 
     try:
-        return json.loads((root / REPORT).read_text())
+        doc = json.loads((root / REPORT).read_text())
     except (OSError, ValueError):
         return {}
+    return doc if isinstance(doc, dict) else {}
 
 
-def _failed_report(manifest: dict[str, Any], plan: Plan, checks: list[Check]) -> Report:
-    return Report(edgeport_version=__version__, model=manifest.get("model", "?"), target=plan.target,
-                  format=plan.format, runtime=plan.runtime, precision=plan.precision, sparsity=plan.sparsity,
-                  size={}, parity={}, accuracy=None, latency={}, ops={}, checks=tuple(checks))
+def _failed_report(subject: Subject, plan: Plan, checks: list[Check]) -> Report:
+    return Report(edgeport_version=__version__, model=subject.model, target=plan.target, format=plan.format,
+                  runtime=plan.runtime, precision=plan.precision.value, sparsity=plan.sparsity, size=None,
+                  parity=None, accuracy=None, latency=None, ops=None, checks=tuple(checks))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -235,6 +302,8 @@ def run_artifact(artifact: str | Path, data: str | Path, out: str | Path | None 
     path = Path(artifact)
     if not path.exists():
         raise ModelLoadError(f"no such artifact: {path}")
+    if threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {threads}")
     session = get_runtime(runtime or runtime_for_path(path)).load(path, threads=threads)
     try:
         ds = load_npz(data, [s.name for s in session.input_specs])
@@ -245,7 +314,10 @@ def run_artifact(artifact: str | Path, data: str | Path, out: str | Path | None 
     if out is not None:
         out_path = Path(out)
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out_path.with_name(out_path.name + ".partial.npz")
-        np.savez_compressed(tmp, **outputs)
-        tmp.replace(out_path)
+        tmp = out_path.with_name(f".{out_path.name}.partial.npz")
+        try:
+            np.savez_compressed(tmp, **outputs)
+            tmp.replace(out_path)
+        finally:
+            tmp.unlink(missing_ok=True)
     return outputs

@@ -18,6 +18,11 @@ class Progress:
         if self.enabled:
             print(f"[edgeport] {message}", file=self.stream, flush=True)
 
+    def header(self, message: str) -> None:
+        """A line that opens a section of work (one target of a multi-target export)."""
+        if self.enabled:
+            print(f"[edgeport] == {message}", file=self.stream, flush=True)
+
     @contextmanager
     def step(self, message: str) -> Iterator[None]:
         t0 = time.perf_counter()

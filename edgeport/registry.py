@@ -1,8 +1,7 @@
-"""A registry of lazily imported implementations, shared by exporters, runtimes and samples.
+"""Lazy references (``"package.module:attribute"``) and a registry of them, for sample models.
 
-Entries are ``"package.module:attribute"`` strings, so listing what exists imports nothing heavy;
-the module is imported on first use. A second registration of a name is refused, and a lookup
-miss lists the known names.
+Listing what exists imports nothing heavy; the module is imported on first use. A second
+registration of a name is refused, and a lookup miss lists the known names.
 """
 from __future__ import annotations
 
@@ -10,6 +9,21 @@ import importlib
 from typing import Any
 
 from .errors import ConfigError, UnknownNameError
+
+
+def load_ref(ref: str, kind: str = "implementation") -> Any:
+    """The attribute ``ref`` names, importing its module now."""
+    mod_name, _, attr = ref.partition(":")
+    try:
+        module = importlib.import_module(mod_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (exc.name == mod_name or exc.name.startswith("edgeport")):
+            raise ConfigError(f"the {kind} {ref!r} cannot be imported: no module {exc.name!r}") from exc
+        raise
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(f"the {kind} {ref!r} does not exist: {mod_name} has no {attr!r}") from None
 
 
 class LazyRegistry:
@@ -35,11 +49,4 @@ class LazyRegistry:
         """The registered attribute (a class or function), importing its module now."""
         if name not in self._entries:
             raise UnknownNameError(self.kind, name, self.names())
-        mod_name, _, attr = self._entries[name].partition(":")
-        try:
-            module = importlib.import_module(mod_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("edgeport"):
-                raise ConfigError(f"the {name} {self.kind} is not available in this version") from exc
-            raise
-        return getattr(module, attr)
+        return load_ref(self._entries[name], self.kind)

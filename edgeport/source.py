@@ -17,8 +17,17 @@ import numpy as np
 
 from .data import Dataset, TensorSpec
 from .errors import ModelLoadError
+from .registry import LazyRegistry
 
 TASKS = ("classification", "embedding", "generic")
+
+#: sample model name -> "module:function" returning a ModelSource (imported on use: they need torch)
+SAMPLES = LazyRegistry("sample model", {
+    "digits_cnn": "edgeport.sample_models.digits_cnn:load",
+    "text_transformer": "edgeport.sample_models.text_transformer:load",
+    "efficientnet_lite0": "edgeport.sample_models.efficientnet_lite0:load",
+    "minilm": "edgeport.sample_models.minilm:load",
+})
 
 
 @dataclass
@@ -66,10 +75,17 @@ class ModelSource:
         return dict(zip(self.input_names, self.example_inputs))
 
     # -- reference outputs --------------------------------------------------------------------
+    @property
+    def classifier_output(self) -> str | None:
+        """The output top-1 agreement and accuracy are judged on (a classifier's logits)."""
+        return self.output_names[0] if self.task == "classification" and self.output_names else None
+
     def reference(self, data: Dataset, module: Any | None = None) -> dict[str, np.ndarray]:
-        """Outputs of the source model (or of ``module``, e.g. a pruned copy) on every sample."""
+        """Outputs of the torch model (or of ``module``, e.g. a pruned copy) on every sample.
+        An ONNX source has no torch model: its reference comes from the validation runtime
+        (``pipeline.reference_outputs``)."""
         if module is None and self.module is None:
-            return _onnx_reference(self, data)
+            raise ModelLoadError(f"{self.name}: no torch module to compute reference outputs with")
         batch = int(self.extra.get("reference_batch", 64))
         try:
             return self._reference_batched(data, module, batch)
@@ -129,21 +145,11 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def _onnx_reference(src: ModelSource, data: Dataset) -> dict[str, np.ndarray]:
-    """An ONNX source's own outputs, from the same onnxruntime session edgeport judges with."""
-    from .validation.runtimes import get_runtime
-
-    session = get_runtime("onnxruntime").load(Path(src.onnx_path))
-    return session.predict(data)
-
-
 # ------------------------------------------------------------------------------------------------
 def load_source(spec: str) -> ModelSource:
     """Turn a model spec into a :class:`ModelSource`; any failure is a one-line ModelLoadError."""
     if spec.startswith("sample:"):
-        from .sample_models import load_sample
-
-        return load_sample(spec[len("sample:"):])
+        return SAMPLES.load(spec[len("sample:"):])()
     lower = spec.lower()
     if lower.endswith(".onnx"):
         return _load_onnx(Path(spec))

@@ -9,7 +9,6 @@ import numpy as np
 
 from ..errors import ConversionError, MissingDependencyError
 
-DEPLOYMENT_TARGETS = ("iOS16", "iOS17", "iOS18")
 
 
 def import_coremltools() -> Any:

@@ -155,8 +155,6 @@ def _first_error(exc: Exception) -> str:
 # carries it on. Keeping that head float and the rest int8 is the usual mixed-precision remedy and
 # costs float arithmetic only where the feature maps have few channels.
 
-#: calibration samples the guard compares on (evenly spread over the calibration set)
-GUARD_SAMPLES = 64
 _WEIGHTED_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV",
                            "CONV_3D", "BATCH_MATMUL", "EMBEDDING_LOOKUP"})
 
@@ -167,32 +165,43 @@ class GuardResult:
 
     flat: bytes
     float_layers: list[str]        # "OP output_tensor" of each layer kept float (empty: full integer)
-    trials: list[dict[str, Any]]   # per candidate: float layers kept, agreement/cosine vs float
-    met: bool                      # whether the chosen candidate meets the targets
+    trials: list[dict[str, Any]]   # per candidate: float layers kept, the parity figures vs float
+    met: bool                      # whether the chosen candidate meets the parity criteria
 
 
-def guard_int8(sm_dir: Path, flat: bytes, specs: Sequence[IOSpec], calibration: Dataset, calibration_samples: int,
-               int8_io: str, classify: bool, agreement_min: float, cosine_min: float,
-               budget_s: float = 60.0, fp32_flat: bytes | None = None) -> GuardResult:
+@dataclass(frozen=True)
+class GuardInputs:
+    """What the guard re-quantizes from and judges with."""
+
+    sm_dir: Path
+    specs: Sequence[IOSpec]
+    calibration: Dataset
+    calibration_samples: int
+    int8_io: str
+    tolerance: Any
+    classifier: str | None
+    workdir: Path
+
+
+def guard_int8(g: GuardInputs, flat: bytes, fp32_flat: bytes | None = None, budget_s: float = 60.0) -> GuardResult:
     """Check a full-integer model against the float one on calibration data; fix it if it drifts.
 
-    The check runs both .tflite files in LiteRT on up to :data:`GUARD_SAMPLES` calibration samples
-    (never evaluation data) and compares the first output with ``fp32_flat``'s (converted here when
-    not given): top-1 agreement (``classify``) and mean cosine. When short of the targets, the model is re-quantized from one calibration pass with the
-    first 2, 4, 8... weighted layers kept float (TF's QuantizationDebugger denylist); the search
-    policy (stop rules, bounds) is :func:`._float_fallback.search_float_prefix`'s.
+    Both .tflite files run in the validation's LiteRT session on up to ``GUARD_SAMPLES``
+    calibration samples (never evaluation data) and every output is judged with the parity
+    check's criteria (:mod:`edgeport.exporters.int8_guard`). When short, the model is
+    re-quantized from one calibration pass with the first 2, 4, 8... weighted layers kept float
+    (TF's QuantizationDebugger denylist); the search policy is ``search_float_prefix``'s.
     """
-    from ._float_fallback import score, search_float_prefix
+    from .int8_guard import guard_indices, score, search_float_prefix
 
-    guard = calibration.take(None)
-    idx = np.unique(np.linspace(0, len(guard) - 1, min(GUARD_SAMPLES, len(guard))).round().astype(int))
-    feeds = [{s.name: np.asarray(guard.inputs[s.name][i:i + 1]).astype(s.dtype) for s in specs} for i in idx]
+    idx = guard_indices(len(g.calibration))
+    feeds = [{s.name: np.asarray(g.calibration.inputs[s.name][i:i + 1]).astype(s.dtype) for s in g.specs} for i in idx]
     if fp32_flat is None:
-        fp32_flat = convert(sm_dir, "fp32", specs, None, 0, "float")
-    reference = _run_tflite(fp32_flat, feeds)
+        fp32_flat = convert(g.sm_dir, "fp32", g.specs, None, 0, "float")
+    reference = _run_tflite(fp32_flat, feeds, g.workdir)
 
     def judge(candidate: bytes, k: int) -> dict[str, Any]:
-        return score(_run_tflite(candidate, feeds), reference, classify, cosine_min, agreement_min, k)
+        return score(_run_tflite(candidate, feeds, g.workdir), reference, g.tolerance, g.classifier, k)
 
     first = judge(flat, 0)
     if first["ok"]:
@@ -202,22 +211,22 @@ def guard_int8(sm_dir: Path, flat: bytes, specs: Sequence[IOSpec], calibration: 
 
     import tensorflow as tf
 
-    conv = tf.lite.TFLiteConverter.from_saved_model(str(sm_dir))
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(g.sm_dir))
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = _representative(calibration, specs, calibration_samples)
+    conv.representative_dataset = _representative(g.calibration, g.specs, g.calibration_samples)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
     candidates: dict[int, tuple[bytes, list[tuple[str, str]]]] = {0: (flat, [])}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the debugger runs TF's deprecated tf.lite.Interpreter
         debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=conv, debug_dataset=lambda: ([f[s.name] for s in specs] for f in feeds[:1]))  # layer order only
+            converter=conv, debug_dataset=lambda: ([f[s.name] for s in g.specs] for f in feeds[:1]))  # layer order only
         layers = _layers_in_order(debugger)
         weighted = [i for i, (op, _) in enumerate(layers) if op in _WEIGHTED_OPS]
 
         def build(k: int) -> dict[str, Any]:
             kept = layers[:weighted[k - 1] + 1]
             debugger.options = tf.lite.experimental.QuantizationDebugOptions(
-                denylisted_nodes=[name for _, name in kept], fully_quantize=int8_io == "int8")
+                denylisted_nodes=[name for _, name in kept], fully_quantize=g.int8_io == "int8")
             candidates[k] = (debugger.get_nondebug_quantized_model(), kept)
             return judge(candidates[k][0], k)
 
@@ -237,26 +246,18 @@ def _layers_in_order(debugger: Any) -> list[tuple[str, str]]:
     return [(row["op_name"], row["tensor_name"]) for row in csv.DictReader(io.StringIO(buf.getvalue()))]
 
 
-def _run_tflite(flat: bytes, feeds: list[dict[str, np.ndarray]]) -> np.ndarray:
-    """The first output of ``flat`` on each feed, dequantized, stacked as float64."""
-    from ai_edge_litert.interpreter import Interpreter
+def _run_tflite(flat: bytes, feeds: list[dict[str, np.ndarray]], workdir: Path) -> dict[str, np.ndarray]:
+    """Every output of ``flat`` on ``feeds`` (dequantized), run in the validation's LiteRT session."""
+    import tempfile
 
-    from ..native_logs import native_stderr
+    from ..validation.runtimes.litert import LiteRTSession
 
-    runner = Interpreter(model_content=flat, num_threads=2).get_signature_runner()
-    in_det, out_det = runner.get_input_details(), runner.get_output_details()
-    first = next(iter(out_det))
-    scale, zero = out_det[first].get("quantization", (0.0, 0))
-    outs = []
-    for feed in feeds:
-        args = {}
-        for name, det in in_det.items():
-            x, want = feed[name], np.dtype(det["dtype"])
-            s, z = det.get("quantization", (0.0, 0))
-            if want.kind in "iu" and x.dtype.kind == "f" and s:
-                x = np.clip(np.round(x / s + z), np.iinfo(want).min, np.iinfo(want).max)
-            args[name] = x.astype(want)
-        with native_stderr():  # the delegate's creation notice on the first call
-            y = np.asarray(runner(**args)[first], dtype=np.float64)
-        outs.append((y - zero) * scale if scale else y)
-    return np.concatenate([o.reshape(1, -1) for o in outs])
+    with tempfile.NamedTemporaryFile(suffix=".tflite", dir=workdir) as f:
+        f.write(flat)
+        f.flush()
+        session = LiteRTSession(Path(f.name), threads=2, reference=False)
+        outs: dict[str, list[np.ndarray]] = {}
+        for feed in feeds:
+            for name, y in session.run(feed).items():
+                outs.setdefault(name, []).append(np.asarray(y, dtype=np.float64))
+    return {n: np.concatenate(v) for n, v in outs.items()}

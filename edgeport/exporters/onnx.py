@@ -8,38 +8,31 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, ConversionError
-from .base import Artifact, Exporter, ExportJob
+from ..formats import Artifact, get_format
+from ..precision import Precision
+from .base import Exporter, ExportJob
 from .torch_to_onnx import source_onnx
+
+ENTRY = get_format("onnx").entry
 
 
 class OnnxExporter(Exporter):
-    format = "onnx"
-    precisions = ("fp32", "fp16", "bf16", "int8", "int8-dynamic")
-
     def export(self, job: ExportJob, out_dir: Path) -> Artifact:
         out_dir.mkdir(parents=True, exist_ok=True)
         fp32 = source_onnx(job)
-        dest = out_dir / "model.onnx"
+        dest = out_dir / ENTRY
         prec = job.precision
         with job.progress.step(f"onnx: {prec}"):
-            if prec == "fp32":
+            if prec is Precision.FP32:
                 shutil.copyfile(fp32, dest)
                 facts = {"weights": "fp32", "activations": "fp32", "compute": "fp32"}
-            elif prec == "fp16":
-                facts = _to_fp16(fp32, dest)
-            elif prec == "bf16":
-                facts = _to_bf16_storage(fp32, dest)
-            elif prec == "int8":
-                facts = _to_int8_static(fp32, dest, job)
-            elif prec == "int8-dynamic":
-                facts = _to_int8_dynamic(fp32, dest, job)
             else:
-                raise ConfigError(f"onnx exporter cannot make {prec!r}; supported: {', '.join(self.precisions)}")
-        return Artifact("onnx", out_dir, "model.onnx", prec, tuple(job.source.input_names),
+                facts = _CONVERTERS[prec](fp32, dest, job)
+        return Artifact("onnx", out_dir, ENTRY, prec, tuple(job.source.input_names),
                         tuple(job.source.output_names), facts)
 
 
-def _to_fp16(src: Path, dest: Path) -> dict[str, Any]:
+def _to_fp16(src: Path, dest: Path, job: ExportJob) -> dict[str, Any]:
     import onnx
     from onnxconverter_common import float16
 
@@ -52,7 +45,7 @@ def _to_fp16(src: Path, dest: Path) -> dict[str, Any]:
             "compute": "fp16 where onnxruntime has fp16 kernels, else upcast"}
 
 
-def _to_bf16_storage(src: Path, dest: Path) -> dict[str, Any]:
+def _to_bf16_storage(src: Path, dest: Path, job: ExportJob) -> dict[str, Any]:
     """Store float weights as bfloat16, each followed by a Cast to float.
 
     onnxruntime's CPU provider has no bf16 MatMul/Conv/Add kernels, but it does load bf16
@@ -103,14 +96,14 @@ def _calibration_feeds(job: ExportJob) -> list[dict[str, np.ndarray]]:
     if data is None:
         raise ConfigError("int8 (static) needs calibration data: pass --data FILE.npz or use "
                           "--precision int8-dynamic")
-    data = data.take(int(job.plan.option("calibration_samples", 256)))
+    data = data.take(job.options.calibration_samples)
     return [data.sample(i) for i in range(len(data))]
 
 
 def _preprocess(src: Path, job: ExportJob) -> Path:
     """onnxruntime's quant_pre_process (shape inference + graph optimization). Without it static
     int8 came out slower than fp32 on this kind of CPU (see the project's toolchain notes)."""
-    if not job.plan.option("quant_preprocess", True):
+    if not job.options.quant_preprocess:
         return src
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -123,31 +116,30 @@ def _preprocess(src: Path, job: ExportJob) -> Path:
 
 
 def _to_int8_static(src: Path, dest: Path, job: ExportJob) -> dict[str, Any]:
-    from ._float_fallback import score, search_float_prefix
+    from .int8_guard import guard_indices, score, search_float_prefix
 
     feeds = _calibration_feeds(job)
-    per_channel = bool(job.plan.option("per_channel", True))
+    per_channel = job.options.per_channel
     pre = _preprocess(src, job)
     _quantize_static(pre, dest, feeds, per_channel, exclude=[])
     facts: dict[str, Any] = {
         "weights": "int8 " + ("per-channel" if per_channel else "per-tensor"),
         "activations": f"int8 (QDQ, calibrated on {len(feeds)} samples)", "compute": "int8 where fused"}
-    if not job.plan.option("int8_guard", True):
+    if not job.options.int8_guard:
         return facts
     # the guard compares int8 with fp32 on calibration inputs only, never on evaluation data
-    checks = feeds[:: max(1, len(feeds) // 64)][:64]
-    reference = _first_output(src, checks)
+    checks = [feeds[i] for i in guard_indices(len(feeds))]
+    reference = _outputs(src, checks)
     tol = job.plan.tolerance
-    classify = job.source.task == "classification"
+    classifier = job.source.classifier_output
     weighted = _weighted_nodes(pre)
 
     def build(k: int) -> dict[str, Any]:
         candidate = job.workdir / f"int8-float{k}.onnx"
         _quantize_static(pre, candidate, feeds, per_channel, exclude=weighted[:k])
-        return {**score(_first_output(candidate, checks), reference, classify, tol.cosine_min,
-                        tol.top1_agreement_min, k), "path": str(candidate)}
+        return {**score(_outputs(candidate, checks), reference, tol, classifier, k), "path": str(candidate)}
 
-    first = score(_first_output(dest, checks), reference, classify, tol.cosine_min, tol.top1_agreement_min, 0)
+    first = score(_outputs(dest, checks), reference, tol, classifier, 0)
     with job.progress.step("int8 guard: compare with fp32 on calibration inputs"):
         result = search_float_prefix(first, len(weighted), build)
     chosen = next((t for t in result.trials if t["float_layers"] == result.float_layers), first)
@@ -192,20 +184,24 @@ def _weighted_nodes(path: Path) -> list[str]:
     return [n.name for n in graph.node if n.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm") and n.name]
 
 
-def _first_output(path: Path, feeds: list[dict[str, np.ndarray]]) -> np.ndarray:
-    import onnxruntime as ort
+def _outputs(path: Path, feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Every output of ``path`` on ``feeds``, run in the validation's onnxruntime session."""
+    from ..data import Dataset
+    from ..validation.runtimes import get_runtime
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    return np.concatenate([sess.run(None, f)[0].reshape(1, -1) for f in feeds])
+    session = get_runtime("onnxruntime").load(path)
+    try:
+        data = Dataset({k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]})
+        return session.predict(data)
+    finally:
+        session.close()
 
 
 def _to_int8_dynamic(src: Path, dest: Path, job: ExportJob) -> dict[str, Any]:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     pre = _preprocess(src, job)
-    per_channel = bool(job.plan.option("per_channel", True))
+    per_channel = job.options.per_channel
     try:
         quantize_dynamic(str(pre), str(dest), weight_type=QuantType.QInt8, per_channel=per_channel)
     except Exception as exc:
@@ -213,3 +209,7 @@ def _to_int8_dynamic(src: Path, dest: Path, job: ExportJob) -> dict[str, Any]:
     return {"weights": "int8 " + ("per-channel" if per_channel else "per-tensor"),
             "activations": "fp32, quantized to uint8 at run time for MatMul/Conv",
             "compute": "int8 (dynamic)"}
+
+
+_CONVERTERS = {Precision.FP16: _to_fp16, Precision.BF16: _to_bf16_storage, Precision.INT8: _to_int8_static,
+               Precision.INT8_DYNAMIC: _to_int8_dynamic}

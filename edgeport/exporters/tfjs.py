@@ -10,23 +10,22 @@ runtimes feed int32 and the facts tell users to do the same.
 """
 from __future__ import annotations
 
-import gzip
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConversionError
-from .base import Artifact, Exporter, ExportJob
+from ..formats import Artifact, get_format
+from ..precision import Precision
+from .base import Exporter, ExportJob
 
+ENTRY = get_format("tfjs").entry
 #: model.json's userDefinedMetadata key holding the source names (read by the tfjs runtimes)
 METADATA_KEY = "edgeport"
 
 
 class TFJSExporter(Exporter):
-    format = "tfjs"
-    precisions = ("fp32", "fp16", "int8")
-
     def export(self, job: ExportJob, out_dir: Path) -> Artifact:
         """Write ``out_dir/tfjs/model.json`` and its shards; describe them in an Artifact."""
         from . import _tfjs_convert as conv
@@ -34,15 +33,12 @@ class TFJSExporter(Exporter):
         from .torch_to_onnx import source_onnx
 
         precision = job.precision
-        if precision not in self.precisions:
-            raise ConversionError("tfjs", "precision", f"TF.js stores weights as fp32, fp16 or int8 "
-                                  f"(uint8), not {precision!r}")
         src = job.source
         onnx_path = source_onnx(job)
         workdir = Path(job.workdir)
         saved_model = onnx_to_saved_model(onnx_path, workdir / "tfjs_saved_model", keep_nchw=True,
                                           progress=job.progress)
-        tfjs_dir = Path(out_dir) / "tfjs"
+        tfjs_dir = Path(out_dir) / Path(ENTRY).parent
         with job.progress.step(f"tensorflowjs: SavedModel -> graph model ({precision})"):
             # a float32 pass first: its manifest names the weights and their sizes (which the
             # int8 map needs: it keeps small tensors in float16), and its bytes are the fp32
@@ -51,19 +47,18 @@ class TFJSExporter(Exporter):
             sizes = conv.weight_sizes(probe)
             _add_metadata(probe, src, "fp32")
             fp32_bytes = sum(f.stat().st_size for f in probe.parent.iterdir() if f.is_file())
-            qmap = conv.quantization_map(precision, sizes)
+            qmap = conv.quantization_map(precision.value, sizes)
             if qmap is None:
                 _move_dir(probe.parent, tfjs_dir)
             else:
                 conv.convert_saved_model(saved_model, tfjs_dir, qmap)
-                _add_metadata(tfjs_dir / "model.json", src, precision)
-        doc = json.loads((tfjs_dir / "model.json").read_text())
+                _add_metadata(tfjs_dir / Path(ENTRY).name, src, precision.value)
+        doc = json.loads((Path(out_dir) / ENTRY).read_text())
         src_dtypes = {s.name: s.dtype for s in src.input_specs}
-        facts = _facts(doc, tfjs_dir, precision, src_dtypes, conv.tensorflowjs_version())
-        facts["fp32_bytes"] = fp32_bytes
-        return Artifact(format="tfjs", root=Path(out_dir), entry="tfjs/model.json", precision=precision,
+        facts = _facts(doc, precision, src_dtypes, conv.tensorflowjs_version())
+        return Artifact(format="tfjs", root=Path(out_dir), entry=ENTRY, precision=precision,
                         input_names=tuple(src.input_names), output_names=tuple(src.output_names),
-                        facts=facts)
+                        facts=facts, fp32_bytes=fp32_bytes)
 
 
 def _add_metadata(model_json: Path, src: Any, precision: str) -> None:
@@ -157,31 +152,25 @@ def _name_maps(doc: dict[str, Any], input_names: tuple[str, ...],
     return in_map, out_map
 
 
-def _facts(doc: dict[str, Any], tfjs_dir: Path, precision: str, src_dtypes: dict[str, str],
+def _facts(doc: dict[str, Any], precision: Precision, src_dtypes: dict[str, str],
            tfjs_version: str) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for group in doc["weightsManifest"]:
         for w in group["weights"]:
             stored = (w.get("quantization") or {}).get("dtype", w.get("dtype", "float32"))
             counts[stored] = counts.get(stored, 0) + 1
-    files = sorted(f for f in tfjs_dir.iterdir() if f.is_file())
-    raw = sum(f.stat().st_size for f in files)
-    gz = sum(len(gzip.compress(f.read_bytes(), compresslevel=9, mtime=0)) for f in files)
     weights = {"fp32": "float32",
                "fp16": "float16 (TF.js weight quantization)",
                "int8": "uint8 with a per-tensor affine (min, scale) for tensors of >= "
-                       f"{_uint8_min()} elements, float16 for smaller ones (TF.js weight quantization)"}[precision]
+                       f"{_uint8_min()} elements, float16 for smaller ones (TF.js weight quantization)"}[precision.value]
     facts: dict[str, Any] = {
         "weights": weights,
         "activations": "float32",
-        "compute": "float32" if precision == "fp32" else
+        "compute": "float32" if precision is Precision.FP32 else
                    "float32: storage only, TF.js dequantizes the weights to float32 when the model "
                    "loads, so this shrinks the download, not the run time",
-        "storage_only": precision != "fp32",
+        "storage_only": precision is not Precision.FP32,
         "stored_weight_tensors": counts,
-        "download_bytes": raw,
-        "download_gzip_bytes": gz,
-        "download_files": len(files),
         "layout": "NCHW inputs, as the source model (onnx2tf keeps them; TF.js transposes inside)",
         "converter": f"torch -> ONNX -> onnx2tf SavedModel -> tensorflowjs {tfjs_version} "
                      "convert_tf_saved_model",

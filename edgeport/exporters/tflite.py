@@ -21,16 +21,15 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConversionError
-from .base import Artifact, Exporter, ExportJob
+from ..formats import Artifact, get_format
+from ..precision import Precision
+from .base import Exporter, ExportJob
 
-INT8_IO = ("float", "int8")
+ENTRY = get_format("tflite").entry
 
 
 class TFLiteExporter(Exporter):
     """Writes ``model.tflite``; its SignatureDef carries the source input/output names."""
-
-    format = "tflite"
-    precisions = ("fp32", "fp16", "int8", "int8-dynamic")
 
     def export(self, job: ExportJob, out_dir: Path) -> Artifact:
         from ._onnx2tf_env import onnx_to_saved_model, prepare_tensorflow_env
@@ -38,12 +37,8 @@ class TFLiteExporter(Exporter):
 
         prepare_tensorflow_env()
         precision = job.precision
-        if precision not in self.precisions:
-            raise ConversionError("tflite", "precision", f"{precision!r} is not one of {', '.join(self.precisions)}")
-        int8_io = str(job.plan.option("int8_io", "float"))
-        if int8_io not in INT8_IO:
-            raise ConversionError("tflite", "options", f"int8_io must be one of {INT8_IO}, got {int8_io!r}")
-        n_calib = int(job.plan.option("calibration_samples", 256))
+        int8_io = job.options.int8_io
+        n_calib = job.options.calibration_samples
         src = job.source
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -63,7 +58,7 @@ class TFLiteExporter(Exporter):
             try:
                 flat = convert(work / "saved_model_named", precision, specs, job.calibration, n_calib, int8_io)
             except ConversionError as exc:
-                if precision != "int8":
+                if precision is not Precision.INT8:
                     raise
                 # some op has no int8 kernel: keep it float rather than refuse the whole model
                 job.progress.note(f"full-integer conversion failed ({exc}); retrying with float fallback ops")
@@ -71,91 +66,65 @@ class TFLiteExporter(Exporter):
                                int8_io, allow_float_fallback=True)
                 float_fallback = True
         fp32_flat = None
-        if precision != "fp32":
+        if precision is not Precision.FP32:
             # the size ratio's denominator (TFLite stores pruned zeros densely, so the pruned and the
             # dense model weigh the same) and the int8 guard's reference, converted once
             with job.progress.step("tflite: TFLiteConverter (fp32 reference)"):
                 fp32_flat = convert(work / "saved_model_named", "fp32", specs, None, 0, "float")
         guard = None
-        if precision == "int8" and not float_fallback and bool(job.plan.option("int8_guard", True)):
-            from ._tflite_convert import guard_int8
+        if precision is Precision.INT8 and not float_fallback and job.options.int8_guard:
+            from ._tflite_convert import GuardInputs, guard_int8
 
-            tol = job.plan.tolerance
             with job.progress.step("tflite: int8 vs float on calibration data"):
-                guard = guard_int8(work / "saved_model_named", flat, specs, job.calibration, n_calib, int8_io,
-                                   classify=src.task == "classification",
-                                   agreement_min=tol.top1_agreement_min, cosine_min=tol.cosine_min,
-                                   fp32_flat=fp32_flat)
+                guard = guard_int8(GuardInputs(work / "saved_model_named", specs, job.calibration, n_calib, int8_io,
+                                               job.plan.tolerance, src.classifier_output, work),
+                                   flat, fp32_flat)
             flat = guard.flat
-        path = out_dir / "model.tflite"
+        path = out_dir / ENTRY
         path.write_bytes(flat)
         with job.progress.step("tflite: load + run the example input in LiteRT"):
             io_types = check_runs(path, src.example_feed(), src.output_names)
         facts = describe(precision, io_types, specs, float_fallback, int8_io, guard)
         facts["conversion_s"] = round(time.perf_counter() - t0, 2)
-        if fp32_flat is not None:
-            facts["fp32_bytes"] = len(fp32_flat)
-        return Artifact(format="tflite", root=out_dir, entry="model.tflite", precision=precision,
+        return Artifact(format="tflite", root=out_dir, entry=ENTRY, precision=precision,
                         input_names=tuple(src.input_names), output_names=tuple(src.output_names),
-                        facts=facts)
+                        facts=facts, fp32_bytes=len(fp32_flat) if fp32_flat is not None else None)
 
 
 def check_runs(path: Path, feed: dict[str, np.ndarray], output_names: tuple[str, ...]) -> dict[str, str]:
-    """Load ``path`` in the LiteRT interpreter and run ``feed``; refuse a file that fails either.
-
-    Returns the artifact's I/O dtypes by name. The feed is adapted the way a caller would:
-    int64 ids to int32, float to int8 with the input's quantization parameters.
-    """
-    from ai_edge_litert.interpreter import Interpreter
-
-    from ..native_logs import native_stderr
+    """Load ``path`` in the validation's LiteRT session and run ``feed``; refuse a file that fails
+    either. Returns the artifact's I/O dtypes by name."""
+    from ..errors import EdgeportError
+    from ..validation.runtimes.litert import LiteRTSession
 
     try:
-        with native_stderr():  # the XNNPACK delegate announces itself on fd 2
-            interp = Interpreter(model_path=str(path), num_threads=1)
-            runner = interp.get_signature_runner()
-            details = runner.get_input_details()
-            args = {}
-            for name, det in details.items():
-                args[name] = _adapt(feed[name], det)
-            outs = runner(**args)
-    except Exception as exc:
-        raise ConversionError("tflite", "load check", f"the converted file does not run in LiteRT: "
-                              f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}") from exc
+        session = LiteRTSession(path, threads=1, reference=False)
+        outs = session.run(feed)
+    except EdgeportError as exc:
+        raise ConversionError("tflite", "load check", f"the converted file does not run in LiteRT: {exc}") from exc
     missing = [n for n in output_names if n not in outs]
     if missing:
         raise ConversionError("tflite", "load check", f"outputs {missing} missing from the signature ({list(outs)})")
     bad = [n for n, v in outs.items() if np.issubdtype(v.dtype, np.floating) and not np.all(np.isfinite(v))]
     if bad:
         raise ConversionError("tflite", "load check", f"outputs {bad} are not finite on the example input")
-    types = {n: np.dtype(d["dtype"]).name for n, d in details.items()}
-    types.update({n: np.dtype(d["dtype"]).name for n, d in runner.get_output_details().items()})
-    return types
+    return session.io_dtypes()
 
 
-def _adapt(x: np.ndarray, det: dict[str, Any]) -> np.ndarray:
-    want = np.dtype(det["dtype"])
-    scale, zero = det.get("quantization", (0.0, 0))
-    if want.kind in "iu" and x.dtype.kind == "f" and scale:
-        info = np.iinfo(want)
-        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(want)
-    return x.astype(want)
-
-
-def describe(precision: str, io_types: dict[str, str], specs: list[Any], float_fallback: bool,
+def describe(precision: Precision, io_types: dict[str, str], specs: list[Any], float_fallback: bool,
              int8_io: str, guard: Any = None) -> dict[str, Any]:
     """What is stored and what is computed, in words a reader of the report can trust."""
     io = ", ".join(f"{n}: {t}" for n, t in io_types.items())
     facts: dict[str, Any] = {"path": "torch -> ONNX -> onnx2tf SavedModel -> TFLiteConverter", "io": io}
     if any(3 <= len(s.shape) <= 5 for s in specs):
         facts["layout"] = "NCHW inputs kept (transposed to NHWC inside the graph)"
-    if precision == "fp32":
+    if precision is Precision.FP32:
         facts.update(weights="float32", activations="float32", compute="float32 (XNNPACK)")
-    elif precision == "fp16":
+    elif precision is Precision.FP16:
         facts.update(weights="float16", activations="float32",
                      compute="float32 (weights dequantized at load; fp16 arithmetic only where the "
                              "device's XNNPACK/GPU delegate opts in)")
-    elif precision == "int8-dynamic":
+    elif precision is Precision.INT8_DYNAMIC:
         facts.update(weights="int8 per-channel (dynamic range)", activations="float32 between ops",
                      compute="hybrid: activations quantized to int8 per call for conv/fc/matmul "
                              "(XNNPACK dynamic-range kernels), float elsewhere")

@@ -30,7 +30,7 @@ def source_onnx(job: "ExportJob") -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         with job.progress.step("torch -> onnx (dynamo exporter)"):
             torch_to_onnx(job.module, job.source.example_inputs, job.source.input_names,
-                          job.source.output_names, path, opset=int(job.plan.option("opset", 18)))
+                          job.source.output_names, path, opset=int(getattr(job.options, "opset", 18)))
     return path
 
 

@@ -1,55 +1,55 @@
-"""Target profiles: TOML data loaded strictly into frozen dataclasses, and the resolved Plan."""
+"""Target profiles: TOML data checked completely at load into frozen dataclasses, and the Plan.
+
+Everything a profile names is checked before any work: its format exists, its runtimes belong
+to that format, its precisions are ones the format's exporter can make, option types and ranges,
+``[device]``, ``[latency]``, ``[budgets]`` and ``[tolerances]`` keys and their units, and its
+``[[compression]]`` steps. A mistake is one :class:`ConfigError` line naming the key.
+"""
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
-from ..errors import ConfigError, UnknownNameError
+from ..compression import CompressionStep, parse_step, step_to_dict
+from ..errors import ConfigError, EdgeportError, ModelLoadError, UnknownNameError
+from ..formats import FormatOptions, get_format
+from ..precision import Precision
+from ..strict import check_keys, coerce, from_table, limits, to_table
+from .tolerances import Tolerance, parse_tolerance, tolerance_for
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int8-dynamic", "lut4", "lut8")
-SCOPES = ("layer", "global")
 TARGET_NAMES = ("local-onnx", "android-tflite", "ios-coreml", "browser-tfjs")
-
-# Exporter/runtime options a profile may set under [options], per format. Profiles are data:
-# they name options, the exporter of the format reads them.
-OPTION_KEYS: dict[str, frozenset[str]] = {
-    "onnx": frozenset({"opset", "per_channel", "calibration_samples", "quant_preprocess", "int8_guard"}),
-    "tflite": frozenset({"int8_io", "calibration_samples", "min_api_level", "int8_guard"}),
-    "coreml": frozenset({"deployment_target", "compute_units", "weight_threshold", "activation_quantization",
-                         "calibration_samples"}),
-    "tfjs": frozenset({"timeout_s", "calibration_samples"}),
-}
-
-TOLERANCE_KEYS = ("cosine_min", "sqnr_db_min", "max_abs_rel_max", "top1_agreement_min", "accuracy_drop_max")
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """Limits for one precision. ``max_abs_rel`` is max |a-b| over max |reference|."""
-
-    cosine_min: float
-    sqnr_db_min: float
-    max_abs_rel_max: float
-    top1_agreement_min: float
-    accuracy_drop_max: float
+#: a profile file larger than this is not a profile
+MAX_PROFILE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
 class LatencySettings:
-    threads: int = 1
-    warmup: int = 10
-    runs: int = 100
+    threads: int = field(default=1, metadata=limits(min=1, max=256))
+    warmup: int = field(default=10, metadata=limits(min=0, max=100_000))
+    runs: int = field(default=100, metadata=limits(min=1, max=1_000_000))
 
 
 @dataclass(frozen=True)
 class Budgets:
     """0 means no budget."""
 
-    max_artifact_bytes: int = 0
-    max_p50_ms: float = 0.0
+    max_artifact_bytes: int = field(default=0, metadata=limits(min=0, unit="bytes"))
+    max_p50_ms: float = field(default=0.0, metadata=limits(min=0.0, unit="ms"))
+
+
+@dataclass(frozen=True)
+class Device:
+    """What the target runs on, as far as validation needs it."""
+
+    name: str = ""
+    #: lowest Android API level the app supports (NNAPI coverage is judged there)
+    min_api_level: int | None = field(default=None, metadata=limits(min=27, max=40))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in to_table(self).items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -58,17 +58,20 @@ class Profile:
     description: str
     format: str
     runtime: str
-    precisions: tuple[str, ...]
-    default_precision: str
-    sparsity: float = 0.0
-    pruning_scope: str = "layer"
+    precisions: tuple[Precision, ...]
+    default_precision: Precision
+    compression: tuple[CompressionStep, ...] = ()
     extra_runtimes: tuple[str, ...] = ()
     latency: LatencySettings = LatencySettings()
     budgets: Budgets = Budgets()
-    tolerances: dict[str, dict[str, float]] = field(default_factory=dict)
-    device: dict[str, Any] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
+    tolerances: Mapping[Precision, Tolerance] = field(default_factory=dict)
+    device: Device = Device()
+    options: FormatOptions = FormatOptions()
     source: str = "builtin"
+
+    @property
+    def sparsity(self) -> float:
+        return compression_sparsity(self.compression)
 
 
 @dataclass(frozen=True)
@@ -78,82 +81,137 @@ class Plan:
     target: str
     format: str
     runtime: str
-    precision: str
-    sparsity: float
-    pruning_scope: str
+    precision: Precision
+    compression: tuple[CompressionStep, ...]
     extra_runtimes: tuple[str, ...]
     latency: LatencySettings
     budgets: Budgets
     tolerance: Tolerance
-    device: dict[str, Any]
-    options: dict[str, Any]
+    device: Device
+    options: FormatOptions
     profile_source: str
 
-    def option(self, key: str, default: Any = None) -> Any:
-        return self.options.get(key, default)
+    @property
+    def sparsity(self) -> float:
+        """The requested unstructured sparsity (the report's ``sparsity`` figure)."""
+        return compression_sparsity(self.compression)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["extra_runtimes"] = list(self.extra_runtimes)
-        return d
+        return {"target": self.target, "format": self.format, "runtime": self.runtime,
+                "precision": self.precision.value, "compression": [step_to_dict(s) for s in self.compression],
+                "extra_runtimes": list(self.extra_runtimes), "latency": to_table(self.latency),
+                "budgets": to_table(self.budgets), "tolerance": self.tolerance.to_dict(),
+                "device": self.device.to_dict(), "options": self.options.to_dict(),
+                "profile_source": self.profile_source}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Plan":
-        return cls(**{**d, "extra_runtimes": tuple(d.get("extra_runtimes", ())),
-                      "latency": LatencySettings(**d["latency"]), "budgets": Budgets(**d["budgets"]),
-                      "tolerance": Tolerance(**d["tolerance"])})
+    def from_dict(cls, d: Any) -> "Plan":
+        """A plan read back from a bundle's manifest (untrusted: every field checked)."""
+        try:
+            if not isinstance(d, dict):
+                raise ConfigError("not a table")
+            check_keys("plan", d, ["target", "format", "runtime", "precision", "compression", "extra_runtimes",
+                                   "latency", "budgets", "tolerance", "device", "options", "profile_source"])
+            fmt = get_format(coerce("plan", "format", d.get("format"), str))
+            runtime = coerce("plan", "runtime", d.get("runtime"), str)
+            extra = coerce("plan", "extra_runtimes", d.get("extra_runtimes", []), tuple[str, ...])
+            _check_runtimes("plan", fmt.name, runtime, extra)
+            steps = d.get("compression", [])
+            if not isinstance(steps, list):
+                raise ConfigError("plan: compression must be a list")
+            return cls(target=coerce("plan", "target", d.get("target"), str), format=fmt.name, runtime=runtime,
+                       precision=Precision.parse(d.get("precision")),
+                       compression=tuple(parse_step(s, f"plan compression[{i}]") for i, s in enumerate(steps)),
+                       extra_runtimes=extra, latency=from_table(LatencySettings, d.get("latency"), "plan latency"),
+                       budgets=from_table(Budgets, d.get("budgets"), "plan budgets"),
+                       tolerance=parse_tolerance(d.get("tolerance") or {}, "plan tolerance"),
+                       device=from_table(Device, d.get("device"), "plan device"),
+                       options=fmt.options.from_dict(d.get("options"), "plan options"),
+                       profile_source=coerce("plan", "profile_source", d.get("profile_source", ""), str))
+        except EdgeportError as exc:
+            raise ModelLoadError(f"the bundle's plan is malformed: {exc}") from exc
+        except TypeError as exc:
+            raise ModelLoadError(f"the bundle's plan is malformed: {exc}") from exc
 
 
-_TOP_KEYS = {"name", "description", "format", "runtime", "precisions", "default_precision", "sparsity",
-             "pruning_scope", "extra_runtimes", "latency", "budgets", "tolerances", "device", "options"}
+def compression_sparsity(steps: Sequence[CompressionStep]) -> float:
+    return max((float(getattr(s, "sparsity", 0.0)) for s in steps), default=0.0)
 
 
-def _strict(section: str, table: dict[str, Any], known: set[str] | frozenset[str]) -> None:
-    unknown = sorted(set(table) - set(known))
-    if unknown:
-        raise ConfigError(f"profile {section}: unknown key {unknown[0]!r}; known keys: {', '.join(sorted(known))}")
+_TOP_KEYS = ["name", "description", "format", "runtime", "precisions", "default_precision", "sparsity",
+             "pruning_scope", "compression", "extra_runtimes", "latency", "budgets", "tolerances", "device",
+             "options"]
 
 
-def parse_profile(data: dict[str, Any], source: str) -> Profile:
-    """Validate a profile's TOML table; every problem names the key."""
-    _strict(f"{source}", data, _TOP_KEYS)
-    for key in ("name", "format", "runtime", "precisions", "default_precision"):
+def _check_runtimes(where: str, fmt_name: str, runtime: str, extra: Sequence[str]) -> None:
+    fmt = get_format(fmt_name)
+    for key, name in [("runtime", runtime)] + [("extra_runtimes", r) for r in extra]:
+        if name not in fmt.runtime_names:
+            raise ConfigError(f"{where}: {key} {name!r} is not a runtime of the {fmt.name} format; "
+                              f"known: {', '.join(fmt.runtime_names)}")
+
+
+def parse_profile(data: Mapping[str, Any], source: str) -> Profile:
+    """Check a profile's TOML table completely; every problem names the key."""
+    where = f"profile {source}"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a table")
+    check_keys(where, data, _TOP_KEYS)
+    for key in ("name", "format", "precisions", "default_precision"):
         if key not in data:
-            raise ConfigError(f"profile {source}: missing key {key!r}")
-    fmt = data["format"]
-    if fmt not in OPTION_KEYS:
-        raise UnknownNameError("format", fmt, list(OPTION_KEYS))
-    precisions = tuple(data["precisions"])
+            raise ConfigError(f"{where}: missing key {key!r}")
+    name = coerce(where, "name", data["name"], str)
+    if not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise ConfigError(f"{where}: name {name!r} must be letters, digits, '-', '_' or '.'")
+    fmt = get_format(coerce(where, "format", data["format"], str))
+    runtime = coerce(where, "runtime", data.get("runtime", fmt.default_runtime), str)
+    extra = coerce(where, "extra_runtimes", data.get("extra_runtimes", []), tuple[str, ...])
+    _check_runtimes(where, fmt.name, runtime, extra)
+    precisions = tuple(Precision.parse(p) for p in coerce(where, "precisions", data["precisions"], tuple[str, ...]))
+    if not precisions:
+        raise ConfigError(f"{where}: precisions is empty")
     for p in precisions:
-        if p not in PRECISIONS:
-            raise UnknownNameError("precision", p, PRECISIONS)
-    if data["default_precision"] not in precisions:
-        raise ConfigError(f"profile {source}: default_precision {data['default_precision']!r} "
-                          f"is not among its precisions {list(precisions)}")
-    sparsity = float(data.get("sparsity", 0.0))
-    if not 0.0 <= sparsity < 1.0:
-        raise ConfigError(f"profile {source}: sparsity must be in [0, 1), got {sparsity}")
-    scope = data.get("pruning_scope", "layer")
-    if scope not in SCOPES:
-        raise UnknownNameError("pruning scope", scope, SCOPES)
-    lat = data.get("latency", {})
-    _strict(f"{source} [latency]", lat, {"threads", "warmup", "runs"})
-    bud = data.get("budgets", {})
-    _strict(f"{source} [budgets]", bud, {"max_artifact_bytes", "max_p50_ms"})
-    tol = data.get("tolerances", {})
-    for prec, table in tol.items():
-        if prec not in PRECISIONS:
-            raise UnknownNameError("precision in [tolerances]", prec, PRECISIONS)
-        _strict(f"{source} [tolerances.{prec}]", table, set(TOLERANCE_KEYS))
-    opts = data.get("options", {})
-    _strict(f"{source} [options]", opts, OPTION_KEYS[fmt])
-    return Profile(name=data["name"], description=data.get("description", ""), format=fmt,
-                   runtime=data["runtime"], precisions=precisions,
-                   default_precision=data["default_precision"], sparsity=sparsity, pruning_scope=scope,
-                   extra_runtimes=tuple(data.get("extra_runtimes", ())),
-                   latency=LatencySettings(**lat), budgets=Budgets(**bud),
-                   tolerances={k: dict(v) for k, v in tol.items()}, device=dict(data.get("device", {})),
-                   options=dict(opts), source=source)
+        if p not in fmt.precisions:
+            raise ConfigError(f"{where}: precisions: the {fmt.name} exporter cannot make {p.value!r}; "
+                              f"it makes: {', '.join(x.value for x in fmt.precisions)}")
+    default = Precision.parse(coerce(where, "default_precision", data["default_precision"], str))
+    if default not in precisions:
+        raise ConfigError(f"{where}: default_precision {default.value!r} is not among its precisions "
+                          f"{[p.value for p in precisions]}")
+    tolerances: dict[Precision, Tolerance] = {}
+    tol_table = data.get("tolerances", {})
+    if not isinstance(tol_table, Mapping):
+        raise ConfigError(f"{where}: [tolerances] must be a table of tables")
+    for prec_name, table in tol_table.items():
+        prec = Precision.parse(prec_name)
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{where}: [tolerances.{prec_name}] must be a table")
+        tolerances[prec] = tolerance_for(prec, table, f"{where} [tolerances.{prec_name}]")
+    return Profile(name=name, description=coerce(where, "description", data.get("description", ""), str),
+                   format=fmt.name, runtime=runtime, precisions=precisions, default_precision=default,
+                   compression=_compression(data, where), extra_runtimes=extra,
+                   latency=from_table(LatencySettings, data.get("latency"), f"{where} [latency]"),
+                   budgets=from_table(Budgets, data.get("budgets"), f"{where} [budgets]"),
+                   tolerances=tolerances, device=from_table(Device, data.get("device"), f"{where} [device]"),
+                   options=fmt.options.from_dict(data.get("options"), f"{where} [options]"), source=source)
+
+
+def _compression(data: Mapping[str, Any], where: str) -> tuple[CompressionStep, ...]:
+    """``[[compression]]`` tables in order; the top-level ``sparsity`` / ``pruning_scope`` keys are
+    a shorthand for one magnitude-pruning step."""
+    tables = data.get("compression", [])
+    if not isinstance(tables, list):
+        raise ConfigError(f"{where}: compression must be an array of tables ([[compression]])")
+    steps = [parse_step(t, f"{where} [[compression]] #{i + 1}") for i, t in enumerate(tables)]
+    if "sparsity" in data or "pruning_scope" in data:
+        if any(s.kind == "magnitude" for s in steps):
+            raise ConfigError(f"{where}: sparsity is given both at the top level and in [[compression]]")
+        table = {"kind": "magnitude", "sparsity": data.get("sparsity", 0.0),
+                 "scope": data.get("pruning_scope", "layer")}
+        step = parse_step(table, f"{where} (sparsity / pruning_scope)")
+        if getattr(step, "sparsity", 0.0) > 0:
+            steps.insert(0, step)
+    return tuple(steps)
 
 
 def builtin_profiles() -> dict[str, Profile]:
@@ -170,9 +228,13 @@ def load_profile(name_or_path: str | Path) -> Profile:
     if s.endswith(".toml"):
         p = Path(s)
         try:
-            data = tomllib.loads(p.read_text())
+            if p.stat().st_size > MAX_PROFILE_BYTES:
+                raise ConfigError(f"profile {p.name} is larger than {MAX_PROFILE_BYTES} bytes")
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"profile file not found: {p}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read profile {p}: {exc}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"profile {p.name} is not valid TOML: {exc}") from exc
         return parse_profile(data, str(p))
@@ -184,27 +246,37 @@ def load_profile(name_or_path: str | Path) -> Profile:
 
 def resolve_plan(profile: Profile, precision: str | None = None, sparsity: float | None = None,
                  pruning_scope: str | None = None) -> Plan:
-    """Apply CLI overrides within what the target allows; refuse the impossible, listing the possible."""
-    from ..validation.tolerances import tolerance_for
+    """Apply CLI overrides within what the target allows; refuse the impossible, listing the possible.
 
-    prec = precision or profile.default_precision
-    if prec not in PRECISIONS:
-        raise UnknownNameError("precision", prec, PRECISIONS)
+    ``sparsity`` (and ``pruning_scope``) replace the profile's magnitude-pruning step; a sparsity
+    of 0 removes it.
+    """
+    if precision is not None and not str(precision).strip():
+        raise ConfigError("--precision is empty; give one of: " + ", ".join(p.value for p in profile.precisions))
+    prec = profile.default_precision if precision is None else Precision.parse(precision)
     if prec not in profile.precisions:
-        raise ConfigError(f"target {profile.name} does not support precision {prec!r}; "
-                          f"supported: {', '.join(profile.precisions)}")
-    sp = profile.sparsity if sparsity is None else float(sparsity)
-    if not 0.0 <= sp < 1.0:
-        raise ConfigError(f"sparsity must be in [0, 1), got {sp}")
-    scope = pruning_scope or profile.pruning_scope
-    if scope not in SCOPES:
-        raise UnknownNameError("pruning scope", scope, SCOPES)
+        raise ConfigError(f"target {profile.name} does not support precision {prec.value!r}; "
+                          f"supported: {', '.join(p.value for p in profile.precisions)}")
+    steps = list(profile.compression)
+    if sparsity is not None or pruning_scope is not None:
+        current = next((s for s in steps if s.kind == "magnitude"), None)
+        base = {"sparsity": getattr(current, "sparsity", 0.0), "scope": getattr(current, "scope", "layer")}
+        if sparsity is not None:
+            base["sparsity"] = sparsity
+        if pruning_scope is not None:
+            base["scope"] = pruning_scope
+        step = parse_step({"kind": "magnitude", **base}, "--sparsity / --pruning-scope")
+        steps = [s for s in steps if s.kind != "magnitude"]
+        if getattr(step, "sparsity", 0.0) > 0:
+            steps.insert(0, step)
+    tolerance = profile.tolerances.get(prec) or tolerance_for(prec)
     return Plan(target=profile.name, format=profile.format, runtime=profile.runtime, precision=prec,
-                sparsity=sp, pruning_scope=scope, extra_runtimes=profile.extra_runtimes,
-                latency=profile.latency, budgets=profile.budgets,
-                tolerance=tolerance_for(prec, profile.tolerances.get(prec)), device=profile.device,
-                options=profile.options, profile_source=profile.source)
+                compression=tuple(steps), extra_runtimes=profile.extra_runtimes, latency=profile.latency,
+                budgets=profile.budgets, tolerance=tolerance, device=profile.device, options=profile.options,
+                profile_source=profile.source)
 
 
 def with_options(plan: Plan, **options: Any) -> Plan:
-    return replace(plan, options={**plan.options, **options})
+    """``plan`` with some options changed (checked like a profile's)."""
+    merged = {**plan.options.to_dict(), **options}
+    return replace(plan, options=type(plan.options).from_dict(merged, "options"))

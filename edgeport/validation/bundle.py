@@ -2,56 +2,316 @@
 
 Written atomically: everything goes into a hidden staging folder beside the final one, which is
 renamed into place only when complete.
+
+Re-checked without leaving the bundle: every path the manifest names is a normalised relative
+path inside it, only regular files are read, symlinks anywhere in the bundle are problems (never
+followed), the manifest and golden.npz are bounded in size, and files are hashed in chunks.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import math
 import os
+import posixpath
+import re
 import shutil
+import stat
 import time
+import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
 from ..data import Dataset
-from ..errors import ModelLoadError
+from ..errors import ConversionError, ModelLoadError, one_line
 
 MANIFEST = "manifest.json"
 REPORT = "report.json"
 GOLDEN = "golden.npz"
+#: written by :func:`edgeport.validation.signing.sign_bundle`; never listed in the manifest (it
+#: signs the manifest), the one unlisted file allowed, and only at the top of the bundle
+SIGNATURE = "signature.json"
+
+#: manifest.json larger than this is refused unread
+MANIFEST_MAX_BYTES = 16 * 1024 * 1024
+#: golden.npz whose arrays declare more bytes than this (uncompressed) is refused unread
+GOLDEN_READ_MAX_BYTES = 2 * 1024 * 1024 * 1024
+
+_CHUNK = 1 << 20
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_ENTRY_KEYS = {"path", "sha256", "bytes"}
+_RESERVED = {MANIFEST, SIGNATURE}
 
 
 def sha256_file(path: Path) -> str:
+    """sha256 of a regular file, read in 1 MiB chunks; a symlink is refused, not followed."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        return _sha256_stream(f)
+
+
+def _sha256_stream(f: BinaryIO) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    for chunk in iter(lambda: f.read(_CHUNK), b""):
+        h.update(chunk)
     return h.hexdigest()
 
 
-@contextmanager
-def staging(final: Path) -> Iterator[Path]:
-    """Yield an empty staging folder; on success it replaces ``final``, on error it is removed."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    stage = final.parent / f".{final.name}.partial-{os.getpid()}-{time.monotonic_ns()}"
-    stage.mkdir()
-    try:
-        yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    old = None
-    if final.exists():
-        old = final.parent / f".{final.name}.old-{os.getpid()}"
-        os.replace(final, old)
-    os.replace(stage, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+# ------------------------------------------------------------------------------------------------
+# Walking and opening inside a bundle, never through a symlink
 
+@dataclass(frozen=True)
+class _Tree:
+    files: dict[str, int]          # regular files: relative posix path -> bytes
+    symlinks: tuple[str, ...]      # symlinks (to files or folders), never followed
+    special: tuple[str, ...]       # fifos, sockets, devices
+
+
+def _walk(root: Path) -> _Tree:
+    files: dict[str, int] = {}
+    links: list[str] = []
+    special: list[str] = []
+    for here, dirs, names, dir_fd in os.fwalk(root, follow_symlinks=False):
+        rel_here = Path(here).relative_to(root).as_posix()
+        prefix = "" if rel_here == "." else rel_here + "/"
+        for name in list(dirs):
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                links.append(prefix + name)
+                dirs.remove(name)
+        for name in names:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                links.append(prefix + name)
+            elif stat.S_ISREG(st.st_mode):
+                files[prefix + name] = st.st_size
+            else:
+                special.append(prefix + name)
+    return _Tree(files, tuple(sorted(links)), tuple(sorted(special)))
+
+
+def _open_inside(root: Path, rel: str) -> BinaryIO:
+    """Open ``root/rel`` for reading, refusing a symlink at every component (``OSError`` ELOOP /
+    ENOTDIR) and anything but a regular file at the end."""
+    parts = rel.split("/")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        leaf = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(os.fstat(leaf).st_mode):
+        os.close(leaf)
+        raise OSError(errno.EINVAL, "not a regular file", rel)
+    return os.fdopen(leaf, "rb")
+
+
+def _read_bounded(root: Path, rel: str, limit: int) -> bytes:
+    try:
+        with _open_inside(root, rel) as f:
+            data = f.read(limit + 1)
+    except FileNotFoundError:
+        raise ModelLoadError(f"{root} has no {rel}: not an edgeport bundle") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ModelLoadError(f"{root / rel} is a symbolic link: a bundle holds regular files only") from None
+        raise ModelLoadError(f"cannot read {root / rel}: {one_line(exc)}") from None
+    if len(data) > limit:
+        raise ModelLoadError(f"{root / rel} is larger than {limit >> 20} MiB: refused unread")
+    return data
+
+
+# ------------------------------------------------------------------------------------------------
+# The manifest
+
+def write_manifest(bundle: Path, meta: dict[str, Any]) -> None:
+    """Hash every file in the bundle (except the manifest and a signature) and write manifest.json.
+    A symlink or special file in the bundle is refused: validation would never accept it."""
+    tree = _walk(bundle)
+    odd = tree.symlinks + tree.special
+    if odd:
+        kind = "a symbolic link" if tree.symlinks else "not a regular file"
+        fmt = str((meta.get("artifact") or {}).get("format", "bundle"))
+        raise ConversionError(fmt, "bundle", f"{odd[0]} is {kind}: a bundle holds regular files only")
+    files = []
+    for rel in sorted(tree.files):
+        if rel in _RESERVED:
+            continue
+        with _open_inside(bundle, rel) as f:
+            size = os.fstat(f.fileno()).st_size
+            files.append({"path": rel, "sha256": _sha256_stream(f), "bytes": size})
+    (bundle / MANIFEST).write_text(json.dumps({**meta, "files": files}, indent=2))
+
+
+def read_manifest_bytes(bundle: Path) -> bytes:
+    """The exact bytes of ``bundle/manifest.json``: a regular file (not a symlink), at most
+    :data:`MANIFEST_MAX_BYTES`."""
+    if not Path(bundle).is_dir():
+        raise ModelLoadError(f"not a bundle folder: {bundle}")
+    return _read_bounded(Path(os.path.realpath(bundle)), MANIFEST, MANIFEST_MAX_BYTES)
+
+
+def parse_manifest(raw: bytes, where: str = MANIFEST) -> dict[str, Any]:
+    """Manifest bytes as a dict, its shape checked: a JSON object whose ``files`` is a list of
+    ``{path, sha256, bytes}`` with safe unique paths; ``artifact.entry``/``artifact.files``, when
+    present, name listed files. One :class:`ModelLoadError` naming the first problem."""
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ModelLoadError(f"{where} is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"{where} is not valid JSON: {one_line(exc)}") from None
+    except RecursionError:
+        raise ModelLoadError(f"{where} is nested too deeply") from None
+    if not isinstance(manifest, dict):
+        raise ModelLoadError(f"{where} must hold a JSON object, not {type(manifest).__name__}")
+    _check_artifact(where, manifest.get("artifact"), _check_files(where, manifest))
+    return manifest
+
+
+def _check_files(where: str, manifest: dict[str, Any]) -> set[str]:
+    files = manifest.get("files")
+    if not isinstance(files, list):
+        raise ModelLoadError(f"{where}: files must be a list of {{path, sha256, bytes}}")
+    seen: set[str] = set()
+    for i, entry in enumerate(files):
+        _check_entry(where, i, entry, seen)
+    return seen
+
+
+def _check_entry(where: str, i: int, entry: Any, seen: set[str]) -> None:
+    at = f"{where}: files[{i}]"
+    if not isinstance(entry, dict):
+        raise ModelLoadError(f"{at} must be an object {{path, sha256, bytes}}")
+    lacking = sorted(_ENTRY_KEYS - set(entry))
+    if lacking:
+        raise ModelLoadError(f"{at} lacks {lacking[0]} (each entry is {{path, sha256, bytes}})")
+    path, digest, size = entry["path"], entry["sha256"], entry["bytes"]
+    problem = safe_relative_path(path)
+    if problem:
+        raise ModelLoadError(f"{at}.path {path!r} {problem}")
+    if path in _RESERVED:
+        raise ModelLoadError(f"{at}.path {path!r}: the manifest cannot list {path}")
+    if path in seen:
+        raise ModelLoadError(f"{at}.path {path!r} is listed twice")
+    seen.add(path)
+    if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+        raise ModelLoadError(f"{at}.sha256 must be 64 lowercase hex digits")
+    if type(size) is not int or size < 0:
+        raise ModelLoadError(f"{at}.bytes must be a non-negative integer")
+
+
+def _check_artifact(where: str, art: Any, listed: set[str]) -> None:
+    if not isinstance(art, dict):
+        return  # the pipeline says which keys a bundle lacks
+    names = [("artifact.entry", art["entry"])] if "entry" in art else []
+    files = art.get("files", [])
+    if not isinstance(files, list):
+        raise ModelLoadError(f"{where}: artifact.files must be a list of paths")
+    names += [(f"artifact.files[{i}]", f) for i, f in enumerate(files)]
+    for key, path in names:
+        problem = safe_relative_path(path)
+        if problem:
+            raise ModelLoadError(f"{where}: {key} {path!r} {problem}")
+        if path not in listed and not any(p.startswith(path + "/") for p in listed):
+            raise ModelLoadError(f"{where}: {key} {path!r} is not a file the manifest lists")
+
+
+def safe_relative_path(path: Any) -> str | None:
+    """Why ``path`` cannot name a file inside a bundle (None: it can). The answer depends on the
+    string alone, never on what exists on disk."""
+    if not isinstance(path, str):
+        return "must be a string"
+    if not path or "\0" in path or "\\" in path:
+        return "is empty or holds a NUL or backslash"
+    if path.startswith("/"):
+        return "is absolute: paths are relative to the bundle"
+    if ".." in path.split("/"):
+        return "escapes the bundle (..)"
+    if posixpath.normpath(path) != path:
+        return "is not normalised (no ./, //, trailing /)"
+    return None
+
+
+def read_manifest(bundle: Path) -> dict[str, Any]:
+    """``bundle/manifest.json``, bounded in size and checked in shape (see :func:`parse_manifest`)."""
+    return parse_manifest(read_manifest_bytes(bundle), str(Path(bundle) / MANIFEST))
+
+
+def verify_files(bundle: Path, manifest: dict[str, Any]) -> list[str]:
+    """Problems found re-hashing the files a checked manifest lists: changed, missing, unlisted,
+    symlinks (named, never followed) and special files. A file whose size differs from the
+    manifest is reported without being hashed. Empty list: every byte matches."""
+    root = Path(os.path.realpath(bundle))
+    _check_files(str(root / MANIFEST), manifest)
+    tree = _walk(root)
+    problems = [f"{p} is a symbolic link (not followed)" for p in tree.symlinks]
+    problems += [f"{p} is not a regular file" for p in tree.special]
+    odd = set(tree.symlinks) | set(tree.special)
+    listed = set()
+    for entry in manifest["files"]:
+        rel = entry["path"]
+        listed.add(rel)
+        if rel in odd:
+            continue
+        if rel not in tree.files:
+            problems.append(f"{rel} is missing")
+        elif tree.files[rel] != entry["bytes"]:
+            problems.append(f"{rel} changed: {tree.files[rel]} bytes, the manifest says {entry['bytes']}")
+        elif _hash_inside(root, rel) != entry["sha256"]:
+            problems.append(f"{rel} changed (sha256 differs from the manifest)")
+    for rel in sorted(tree.files):
+        if rel not in listed and rel not in _RESERVED:
+            problems.append(f"{rel} is not listed in the manifest")
+    return problems
+
+
+def _hash_inside(root: Path, rel: str) -> str | None:
+    try:
+        with _open_inside(root, rel) as f:
+            return _sha256_stream(f)
+    except OSError:  # replaced by a symlink or removed since the walk: it does not match
+        return None
+
+
+@dataclass(frozen=True)
+class Integrity:
+    """The verdict on a bundle's files against its manifest. When ``ok`` is false nothing in the
+    bundle should be parsed or run: report ``detail()`` and stop."""
+
+    manifest: dict[str, Any]
+    manifest_bytes: bytes
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def detail(self) -> str:
+        if self.problems:
+            return "; ".join(self.problems)
+        return f"{len(self.manifest['files'])} files match their sha256"
+
+
+def check_integrity(bundle: str | Path) -> Integrity:
+    """Read the manifest (bounded, shape-checked: :class:`ModelLoadError` if not a bundle) and
+    re-hash every file it lists."""
+    root = Path(bundle)
+    raw = read_manifest_bytes(root)
+    manifest = parse_manifest(raw, str(root / MANIFEST))
+    return Integrity(manifest, raw, tuple(verify_files(root, manifest)))
+
+
+# ------------------------------------------------------------------------------------------------
+# Golden I/O
 
 def write_golden(path: Path, golden: Dataset, reference: dict[str, np.ndarray],
                  converted_reference: dict[str, np.ndarray] | None) -> None:
@@ -71,53 +331,115 @@ class Golden:
     converted_reference: dict[str, np.ndarray] | None
 
 
-def read_golden(path: Path, output_names: list[str]) -> Golden:
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
+def read_golden(path: Path, output_names: list[str], max_bytes: int = GOLDEN_READ_MAX_BYTES) -> Golden:
+    """golden.npz, bounded: the arrays' declared sizes (zip entries and .npy headers) must stay
+    under ``max_bytes`` before anything is decompressed; numeric dtypes only, no pickles, no 0-d
+    arrays, every ``reference__<output>`` present, one sample count. :class:`ModelLoadError`
+    naming the problem otherwise."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {path.name}: {one_line(exc)}") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ModelLoadError(f"{path.name} is not a regular file")
+        try:
+            arrays = _read_npz(f, path.name, max_bytes)
+        except ModelLoadError:
+            raise
+        except (OSError, ValueError, EOFError, RuntimeError, NotImplementedError, zipfile.BadZipFile,
+                zipfile.LargeZipFile) as exc:  # RuntimeError: an encrypted member
+            raise ModelLoadError(f"{path.name} is malformed: {one_line(exc)}") from None
+    return _golden_from(arrays, output_names, path.name)
+
+
+def _read_npz(f: BinaryIO, name: str, max_bytes: int) -> dict[str, np.ndarray]:
+    with zipfile.ZipFile(f) as z:
+        infos = z.infolist()
+        declared = sum(i.file_size for i in infos)
+        if declared > max_bytes:
+            raise ModelLoadError(f"{name} declares {declared} bytes of arrays, over the {max_bytes}-byte limit")
+        arrays: dict[str, np.ndarray] = {}
+        for info in infos:
+            if not info.filename.endswith(".npy"):
+                raise ModelLoadError(f"{name}: member {info.filename!r} is not a .npy array")
+            key = info.filename[:-4]
+            if key in arrays:
+                raise ModelLoadError(f"{name}: array {key!r} appears twice")
+            with z.open(info) as member:
+                arrays[key] = _read_npy(member, info.file_size, f"{name}: {key}")
+    return arrays
+
+
+def _read_npy(member: BinaryIO, declared: int, where: str) -> np.ndarray:
+    """One .npy member, its header checked against the zip's declared size before any data is
+    allocated: never more than ``declared`` bytes."""
+    fmt = np.lib.format
+    version = fmt.read_magic(member)
+    read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
+    if read_header is None:
+        raise ModelLoadError(f"{where}: unsupported .npy version {version}")
+    shape, fortran, dtype = read_header(member)
+    if dtype.hasobject or dtype.kind not in "biufc" or dtype.fields is not None:
+        raise ModelLoadError(f"{where}: dtype {dtype} refused (numbers only)")
+    if len(shape) == 0:
+        raise ModelLoadError(f"{where}: a 0-d array has no samples")
+    count = math.prod(shape) if all(d >= 0 for d in shape) else -1
+    nbytes = count * dtype.itemsize
+    if count < 0 or nbytes > declared:
+        raise ModelLoadError(f"{where}: header claims shape {shape} ({nbytes} bytes), the file holds {declared}")
+    buf = bytearray(nbytes)
+    view, got = memoryview(buf), 0
+    while got < nbytes:
+        n = member.readinto(view[got:got + _CHUNK])
+        if not n:
+            raise ModelLoadError(f"{where}: truncated ({got} of {nbytes} bytes)")
+        got += n
+    if member.read(1):  # reading to the end also makes zipfile check the member's CRC
+        raise ModelLoadError(f"{where}: bytes beyond the array its header declares")
+    return np.frombuffer(buf, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def _golden_from(arrays: dict[str, np.ndarray], output_names: list[str], name: str) -> Golden:
     inputs = {k[len("input__"):]: v for k, v in arrays.items() if k.startswith("input__")}
+    if not inputs:
+        raise ModelLoadError(f"{name} holds no input__<name> arrays")
+    missing = [n for n in output_names if f"reference__{n}" not in arrays]
+    if missing:
+        raise ModelLoadError(f"{name} lacks reference__{missing[0]}")
     ref = {n: arrays[f"reference__{n}"] for n in output_names}
     conv = {n: arrays[f"converted_reference__{n}"] for n in output_names
             if f"converted_reference__{n}" in arrays} or None
-    return Golden(Dataset(inputs, arrays.get("labels"), "golden.npz"), ref, conv)
+    labels = arrays.get("labels")
+    counted = {f"input__{k}": v for k, v in inputs.items()}
+    counted.update({f"reference__{k}": v for k, v in ref.items()})
+    counted.update({f"converted_reference__{k}": v for k, v in (conv or {}).items()})
+    if labels is not None:
+        counted["labels"] = labels
+    counts = {k: len(v) for k, v in counted.items()}
+    if len(set(counts.values())) != 1:
+        detail = ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
+        raise ModelLoadError(f"{name}: arrays disagree on the number of samples ({detail})")
+    return Golden(Dataset(inputs, labels, "golden.npz"), ref, conv)
 
 
-def write_manifest(bundle: Path, meta: dict[str, Any]) -> None:
-    """Hash every file in the bundle (except the manifest itself) and write manifest.json."""
-    files = []
-    for f in sorted(p for p in bundle.rglob("*") if p.is_file()):
-        rel = f.relative_to(bundle).as_posix()
-        if rel == MANIFEST:
-            continue
-        files.append({"path": rel, "sha256": sha256_file(f), "bytes": f.stat().st_size})
-    (bundle / MANIFEST).write_text(json.dumps({**meta, "files": files}, indent=2))
-
-
-def read_manifest(bundle: Path) -> dict[str, Any]:
-    m = bundle / MANIFEST
-    if not bundle.is_dir():
-        raise ModelLoadError(f"not a bundle folder: {bundle}")
-    if not m.is_file():
-        raise ModelLoadError(f"{bundle} has no {MANIFEST}: not an edgeport bundle")
+# ------------------------------------------------------------------------------------------------
+@contextmanager
+def staging(final: Path) -> Iterator[Path]:
+    """Yield an empty staging folder; on success it replaces ``final``, on error it is removed."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    stage = final.parent / f".{final.name}.partial-{os.getpid()}-{time.monotonic_ns()}"
+    stage.mkdir()
     try:
-        return json.loads(m.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelLoadError(f"{m} is not valid JSON: {exc}") from exc
-
-
-def verify_files(bundle: Path, manifest: dict[str, Any]) -> list[str]:
-    """Problems found re-hashing the files the manifest lists (changed, missing, unlisted)."""
-    problems = []
-    listed = set()
-    for entry in manifest.get("files", []):
-        rel = entry["path"]
-        listed.add(rel)
-        f = bundle / rel
-        if not f.is_file():
-            problems.append(f"{rel} is missing")
-        elif f.stat().st_size != entry["bytes"] or sha256_file(f) != entry["sha256"]:
-            problems.append(f"{rel} changed (sha256 differs from the manifest)")
-    for f in bundle.rglob("*"):
-        rel = f.relative_to(bundle).as_posix()
-        if f.is_file() and rel != MANIFEST and rel not in listed:
-            problems.append(f"{rel} is not listed in the manifest")
-    return problems
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    old = None
+    if final.exists():
+        old = final.parent / f".{final.name}.old-{os.getpid()}"
+        os.replace(final, old)
+    os.replace(stage, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

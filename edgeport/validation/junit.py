@@ -9,10 +9,18 @@ from typing import Sequence
 from .report import Report
 
 
-def write_junit(path: str | Path, reports: Sequence[tuple[str, Report]]) -> Path:
-    """Write ``reports`` (pairs of bundle path and report) as JUnit XML at ``path``."""
+def write_junit(path: str | Path, reports: Sequence[tuple[str, Report]],
+                errors: Sequence[tuple[str, str]] = ()) -> Path:
+    """Write ``reports`` (pairs of bundle path and report) as JUnit XML at ``path``; ``errors``
+    (pairs of a name and why it produced nothing) become suites with one errored case."""
     root = ET.Element("testsuites", name="edgeport")
-    total = failures = 0
+    total = failures = errored = 0
+    for name, why in errors:
+        suite = ET.SubElement(root, "testsuite", name=name, tests="1", failures="0", errors="1")
+        case = ET.SubElement(suite, "testcase", classname=name, name="export")
+        ET.SubElement(case, "error", message=why[:500]).text = why
+        total += 1
+        errored += 1
     for bundle, rep in reports:
         failed = len(rep.failed_checks)
         suite = ET.SubElement(root, "testsuite", name=f"{rep.model}-{rep.target}",
@@ -31,6 +39,7 @@ def write_junit(path: str | Path, reports: Sequence[tuple[str, Report]]) -> Path
         failures += failed
     root.set("tests", str(total))
     root.set("failures", str(failures))
+    root.set("errors", str(errored))
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(root).write(out, encoding="utf-8", xml_declaration=True)

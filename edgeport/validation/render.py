@@ -1,7 +1,7 @@
 """Terminal rendering of a report: the summary a person reads after an export."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from .report import Report
 
@@ -20,48 +20,72 @@ def _f(x: Any, spec: str = ".4f") -> str:
     return "-" if x is None else format(x, spec)
 
 
-def render_report(r: Report, bundle: str | None = None) -> str:
+def render_report(report: Report, bundle: str | None = None) -> str:
+    """The report as the lines a person reads (figures from its JSON form)."""
+    r = report.to_dict()
     lines = []
-    status = "PASS" if r.passed else "FAIL"
-    lines.append(f"{status}  {r.model} -> {r.target} ({r.format}, {r.precision}"
-                 + (f", sparsity {r.sparsity:g}" if r.sparsity else "") + ")")
-    s = r.size
+    status = "PASS" if r["passed"] else "FAIL"
+    lines.append(f"{status}  {r['model']} -> {r['target']} ({r['format']}, {r['precision']}"
+                 + (f", sparsity {r['sparsity']:g}" if r["sparsity"] else "") + ")")
+    s = r["size"]
     lines.append(f"  size      {_fmt_bytes(s.get('artifact_bytes'))} (fp32 {_fmt_bytes(s.get('fp32_bytes'))}, "
                  f"ratio {_f(s.get('ratio'), '.3f')}, gzip {_fmt_bytes(s.get('gzip_bytes'))})")
-    p = r.parity
+    p = r["parity"]
     agree = p.get("top1_agreement")
-    lines.append(f"  parity    {p.get('samples')} samples in {r.runtime}"
+    lines.append(f"  parity    {p.get('samples')} samples in {r['runtime']}"
                  + (f", top-1 agreement {agree:.4f}" if agree is not None else ""))
     for o in p.get("outputs", []):
         lines.append(f"            {o['name']}: max_abs {o['max_abs']:.3g}  cosine {o['cosine']:.6f}  "
                      f"sqnr {o['sqnr_db']:.1f} dB  {'ok' if o['passed'] else 'FAIL'}")
-    if r.accuracy:
-        a = r.accuracy
+    if r["accuracy"]:
+        a = r["accuracy"]
         lines.append(f"  accuracy  {a['metric']} {a['artifact']:.4f} (source {a['reference']:.4f}, "
                      f"drop {a['drop'] * 100:+.2f} pt)")
-    lat = r.latency
+    lat = r["latency"]
     if lat:
         lines.append(f"  latency   p50 {_f(lat.get('p50_ms'), '.3f')} ms  p90 {_f(lat.get('p90_ms'), '.3f')} ms  "
                      f"({lat.get('provenance')}: {lat.get('where')}; load {_f(lat.get('load_ms'), '.0f')} ms)")
-    for extra in r.runtimes:
+    for extra in r["runtimes"]:
         el = extra.get("latency") or {}
         ep = extra.get("parity") or {}
         ag = ep.get("top1_agreement")
         lines.append(f"  +runtime  {extra['runtime']}: p50 {_f(el.get('p50_ms'), '.3f')} ms"
                      + (f", agreement {ag:.4f}" if ag is not None else "")
                      + f", min cosine {_f(ep.get('cosine_min'), '.6f')}  ({el.get('provenance')})")
-    ops = r.ops
+    ops = r["ops"]
     if ops.get("used"):
         uns = ops.get("unsupported") or []
         lines.append(f"  ops       {len(ops['used'])} kinds" + (f"; not taken by target: {', '.join(uns)}" if uns else ""))
-    if r.precision_facts:
-        facts = ", ".join(f"{k}: {v}" for k, v in r.precision_facts.items()
+    pf = r["precision_facts"]
+    if pf:
+        facts = ", ".join(f"{k}: {v}" for k, v in pf.items()
                           if k in ("weights", "activations", "compute", "note"))
         lines.append(f"  precision {facts}")
-    for c in r.checks:
+    for c in report.checks:
         lines.append(f"  [{'x' if c.passed else ' '}] {c.name}: {c.detail}")
-    if not r.passed and r.precision_facts.get("hint"):
-        lines.append(f"  hint      {r.precision_facts['hint']}")
+    if not report.passed and pf.get("hint"):
+        lines.append(f"  hint      {pf['hint']}")
     if bundle:
         lines.append(f"  bundle    {bundle}")
+    return "\n".join(lines)
+
+
+def render_summary(rows: Sequence[tuple[str, Report | None, str | None, str | None]], seconds: float) -> str:
+    """One line per target — ``(target, report, bundle, error)`` — and the total time."""
+    table = [("TARGET", "PRECISION", "RESULT", "RATIO", "PARITY", "P50 MS", "BUNDLE / ERROR")]
+    for target, report, bundle, error in rows:
+        if report is None:
+            table.append((target, "-", "ERROR", "-", "-", "-", error or ""))
+            continue
+        d = report.to_dict()
+        par = d["parity"]
+        agree = par.get("top1_agreement")
+        head = (f"agree {agree:.4f}" if agree is not None else
+                f"cos {par['cosine_min']:.5f}" if par.get("cosine_min") is not None else "-")
+        table.append((target, d["precision"], "PASS" if report.passed else "FAIL", _f(d["size"].get("ratio"), ".3f"),
+                      head, _f(d["latency"].get("p50_ms"), ".3f"), bundle or ""))
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + "  " + r[-1] for r in table]
+    ok = sum(1 for _, rep, _, _ in rows if rep is not None and rep.passed)
+    lines.append(f"{ok}/{len(rows)} targets passed in {seconds:.1f} s")
     return "\n".join(lines)

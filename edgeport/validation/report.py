@@ -1,9 +1,13 @@
-"""The validation report: frozen data, rendered to the terminal or JSON by the caller."""
+"""The validation report: frozen, typed blocks, rendered to the terminal or JSON by the caller.
+
+Each block's ``to_dict()`` gives the report.json keys of the contract (../DESIGN.md); figures are
+plain numbers in the units their keys name.
+"""
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 
 @dataclass(frozen=True)
@@ -17,8 +21,160 @@ class Check:
 
 
 @dataclass(frozen=True)
+class OutputParity:
+    """Error statistics of one output against its reference, and the verdict on them."""
+
+    name: str
+    samples: int
+    max_abs: float
+    mean_abs: float
+    max_abs_rel: float
+    cosine: float
+    cosine_min: float
+    sqnr_db: float
+    passed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Parity:
+    samples: int
+    top1_agreement: float | None
+    outputs: tuple[OutputParity, ...]
+    reference: str = "source model"
+    runtime: str = ""
+    golden_inputs: str = ""
+    #: with compression: the same artifact against the *original* model
+    vs_original: "Parity | None" = None
+    #: what the runtime's run proves and cannot (emulated runtimes say so)
+    runtime_facts: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def cosine_min(self) -> float:
+        return min((o.cosine_min for o in self.outputs), default=1.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"samples": self.samples, "top1_agreement": self.top1_agreement,
+                             "outputs": [o.to_dict() for o in self.outputs], "cosine_min": self.cosine_min}
+        if self.reference:
+            d["reference"] = self.reference
+        if self.runtime:
+            d["runtime"] = self.runtime
+        if self.golden_inputs:
+            d["golden_inputs"] = self.golden_inputs
+        if self.vs_original is not None:
+            d["vs_original"] = self.vs_original.to_dict()
+        if self.runtime_facts:
+            d["runtime_facts"] = dict(self.runtime_facts)
+        return d
+
+
+@dataclass(frozen=True)
+class Size:
+    artifact_bytes: int
+    fp32_bytes: int | None
+    gzip_bytes: int
+    files: int
+
+    @property
+    def ratio(self) -> float | None:
+        return round(self.artifact_bytes / self.fp32_bytes, 4) if self.fp32_bytes else None
+
+    @property
+    def gzip_ratio(self) -> float | None:
+        return round(self.gzip_bytes / self.fp32_bytes, 4) if self.fp32_bytes else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"artifact_bytes": self.artifact_bytes, "fp32_bytes": self.fp32_bytes, "ratio": self.ratio,
+                "gzip_bytes": self.gzip_bytes, "gzip_ratio": self.gzip_ratio, "files": self.files}
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    metric: str
+    reference: float
+    artifact: float
+    samples: int
+
+    @property
+    def drop(self) -> float:
+        return round(self.reference - self.artifact, 6)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "reference": round(self.reference, 6), "artifact": round(self.artifact, 6),
+                "drop": self.drop, "samples": self.samples}
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Percentiles in ms of one runtime on this host, and how they were obtained."""
+
+    provenance: str
+    runtime: str
+    where: str
+    threads: int
+    p50_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+    mean_ms: float | None
+    runs: int
+    load_ms: float
+    #: what the runtime adds (TF.js: backend, version, first-inference time)
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k != "details"}
+        return {**d, **dict(self.details)}
+
+
+@dataclass(frozen=True)
+class Ops:
+    """``used``: op type names; ``unsupported``: ops the target's runtime/delegate would not take
+    (for Android: ops falling back from NNAPI to the CPU). ``blocking`` unsupported ops fail the
+    check (e.g. an op TF.js cannot run); non-blocking ones are only reported (NNAPI fallback)."""
+
+    used: tuple[str, ...] = ()
+    unsupported: tuple[str, ...] = ()
+    blocking: bool = False
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"used": sorted(set(self.used)), "unsupported": sorted(set(self.unsupported)), **dict(self.details)}
+
+
+@dataclass(frozen=True)
+class Compression:
+    """The torch-level steps applied before conversion (``steps``: each StepReport as data)."""
+
+    steps: tuple[Mapping[str, Any], ...]
+    recovery: Mapping[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"steps": [dict(s) for s in self.steps], "recovery": self.recovery}
+
+
+@dataclass(frozen=True)
+class RuntimeRun:
+    """A second runtime's run of the same artifact (parity and latency, or why it failed)."""
+
+    runtime: str
+    parity: Parity | None = None
+    latency: Latency | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.error is not None:
+            return {"runtime": self.runtime, "error": self.error}
+        return {"runtime": self.runtime, "parity": self.parity.to_dict() if self.parity else None,
+                "latency": self.latency.to_dict() if self.latency else None}
+
+
+@dataclass(frozen=True)
 class Report:
-    """Everything the contract's report.json holds, plus per-runtime results and facts."""
+    """Everything the contract's report.json holds, plus per-runtime results and facts.
+    Blocks are None when they could not be measured (a bundle whose files failed integrity)."""
 
     edgeport_version: str
     model: str
@@ -27,45 +183,40 @@ class Report:
     runtime: str
     precision: str
     sparsity: float
-    size: dict[str, Any]
-    parity: dict[str, Any]
-    accuracy: dict[str, Any] | None
-    latency: dict[str, Any]
-    ops: dict[str, Any]
+    size: Size | None
+    parity: Parity | None
+    accuracy: Accuracy | None
+    latency: Latency | None
+    ops: Ops | None
     checks: tuple[Check, ...]
-    runtimes: tuple[dict[str, Any], ...] = ()
-    precision_facts: dict[str, Any] = field(default_factory=dict)
-    pruning: dict[str, Any] | None = None
-    device: dict[str, Any] = field(default_factory=dict)
-    timings_s: dict[str, float] = field(default_factory=dict)
+    runtimes: tuple[RuntimeRun, ...] = ()
+    precision_facts: Mapping[str, Any] = field(default_factory=dict)
+    compression: Compression | None = None
+    device: Mapping[str, Any] = field(default_factory=dict)
+    timings_s: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
+        return bool(self.checks) and all(c.passed for c in self.checks)
 
     @property
     def failed_checks(self) -> list[Check]:
         return [c for c in self.checks if not c.passed]
 
     def to_dict(self) -> dict[str, Any]:
+        def block(b: Any) -> Any:
+            return b.to_dict() if b is not None else None
+
         return {
             "edgeport_version": self.edgeport_version, "model": self.model, "target": self.target,
             "format": self.format, "runtime": self.runtime, "precision": self.precision,
-            "sparsity": self.sparsity, "passed": self.passed, "size": self.size, "parity": self.parity,
-            "accuracy": self.accuracy, "latency": self.latency, "ops": self.ops,
-            "checks": [c.to_dict() for c in self.checks], "runtimes": list(self.runtimes),
-            "precision_facts": self.precision_facts, "pruning": self.pruning, "device": self.device,
-            "timings_s": self.timings_s,
+            "sparsity": self.sparsity, "passed": self.passed, "size": block(self.size) or {},
+            "parity": block(self.parity) or {}, "accuracy": block(self.accuracy),
+            "latency": block(self.latency) or {}, "ops": block(self.ops) or {},
+            "checks": [c.to_dict() for c in self.checks], "runtimes": [r.to_dict() for r in self.runtimes],
+            "precision_facts": dict(self.precision_facts), "compression": block(self.compression),
+            "device": dict(self.device), "timings_s": dict(self.timings_s),
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Report":
-        fields = {k: d.get(k) for k in cls.__dataclass_fields__}
-        fields["checks"] = tuple(Check(**c) for c in d.get("checks", ()))
-        fields["runtimes"] = tuple(d.get("runtimes", ()))
-        for key, default in (("precision_facts", {}), ("device", {}), ("timings_s", {})):
-            fields[key] = fields[key] or default
-        return cls(**fields)
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False, allow_nan=False)

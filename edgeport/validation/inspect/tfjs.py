@@ -5,6 +5,10 @@ the converter's own pre-flight data, versioned with it), read as plain JSON: no 
 import. An op outside it cannot run in TF.js, so it is reported by name and blocks the export.
 Decision-forest ops (``tfdf.json``) are left out: they need the separate tfjs-tfdf package,
 which pages (and edgeport's runners) do not load.
+
+model.json is untrusted data: it is read and its weight paths confined by the TF.js runtime's own
+checks (bounded size, well-formed manifest, shards inside the model folder), so a malformed one is
+a :class:`RuntimeLoadError`, never a parser's exception.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..runtimes.tfjs_node import check_weight_files, find_model_json, read_model_json
 from . import OpsReport
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,35 +53,35 @@ def supported_ops() -> tuple[frozenset[str], str]:
 
 
 def _graph_ops(doc: dict[str, Any]) -> list[str]:
-    topo = doc.get("modelTopology") or {}
-    nodes = list(topo.get("node", []))
+    topo = doc["modelTopology"]
+    nodes = list(topo["node"])
     for fn in (topo.get("library") or {}).get("function", []):  # control-flow bodies
         nodes.extend(fn.get("nodeDef", []))
     return [n.get("op", "") for n in nodes]
 
 
-def download_sizes(model_json: Path) -> dict[str, Any]:
+def download_sizes(model_json: Path, doc: dict[str, Any] | None = None) -> dict[str, Any]:
     """model.json + the shards it names: raw bytes and gzip bytes (each file compressed alone,
-    as a web server sends it)."""
-    doc = json.loads(model_json.read_text())
-    files = [model_json] + [model_json.parent / p for g in doc.get("weightsManifest", []) for p in g["paths"]]
-    present = [f for f in files if f.is_file()]
+    as a web server sends it). Shards are confined to the model folder; missing ones are listed."""
+    if doc is None:
+        doc = read_model_json(model_json)
+    shards, missing = check_weight_files(model_json, doc, allow_missing=True)
+    files = [Path(model_json)] + [s.path for s in shards]
     return {
-        "download_bytes": sum(f.stat().st_size for f in present),
-        "download_gzip_bytes": sum(len(gzip.compress(f.read_bytes(), 9, mtime=0)) for f in present),
-        "download_files": len(present),
-        "missing_files": [f.name for f in files if not f.is_file()],
+        "download_bytes": sum(f.stat().st_size for f in files),
+        "download_gzip_bytes": sum(len(gzip.compress(f.read_bytes(), 9, mtime=0)) for f in files),
+        "download_files": len(files),
+        "missing_files": missing,
     }
 
 
 def inspect(path: Path, plan: "Plan | None" = None) -> OpsReport:
     """Ops of the model.json at ``path`` (or in that folder); unsupported ones are blocking."""
-    p = Path(path)
-    model_json = p if p.is_file() else (p / "model.json" if (p / "model.json").is_file() else p / "tfjs" / "model.json")
-    doc = json.loads(model_json.read_text())
+    model_json = find_model_json(Path(path))
+    doc = read_model_json(model_json)
     used = _graph_ops(doc)
     known, source = supported_ops()
-    details: dict[str, Any] = {"op_list": source, **download_sizes(model_json)}
+    details: dict[str, Any] = {"op_list": source, **download_sizes(model_json, doc)}
     if not known:  # cannot judge: say so rather than pass or fail silently
         details["note"] = "TF.js op list unavailable; ops not checked"
         return OpsReport(used=sorted(set(used)), details=details)

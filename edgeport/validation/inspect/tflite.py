@@ -149,7 +149,7 @@ def inspect(path: Path, plan: "Plan | None" = None) -> OpsReport:
     details: dict[str, Any] = {"op_counts": dict(Counter(n.op for n in nodes))}
     if plan is None:
         return OpsReport(used=used, details=details)
-    level = int(plan.device.get("min_api_level") or plan.option("min_api_level") or DEFAULT_API_LEVEL)
+    level = plan.device.min_api_level or DEFAULT_API_LEVEL
     cov = nnapi_coverage(nodes, level)
     table = load_table()
     # one line per level so a reader sees what raising minSdkVersion would buy

@@ -57,6 +57,10 @@ class Session(ABC):
     def where(self) -> str:
         return f"this host, {self.runtime_name}, {self.threads} thread(s)"
 
+    def facts(self) -> dict[str, Any]:
+        """What a run in this runtime proves and what it cannot (emulated runtimes say so)."""
+        return {}
+
     def time(self, feed: dict[str, np.ndarray], warmup: int, runs: int) -> Timing:
         """Time ``runs`` calls after ``warmup`` calls on one input."""
         for _ in range(warmup):

@@ -121,6 +121,10 @@ class LiteRTSession(Session):
         self._interp.invoke()
         return {n: self._interp.get_tensor(d["index"]).copy() for n, d in self._out.items()}
 
+    def io_dtypes(self) -> dict[str, str]:
+        """The artifact's own input and output dtypes by name (int8 for quantized I/O)."""
+        return {n: np.dtype(d["dtype"]).name for n, d in {**self._in, **self._out}.items()}
+
     def where(self) -> str:
         kernels = ("TFLite reference kernels (BUILTIN_REF op resolver), no XNNPACK" if self.reference
                    else "XNNPACK delegate (default op resolver)")

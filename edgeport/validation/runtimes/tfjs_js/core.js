@@ -3,6 +3,9 @@
  * (page.js). It never touches files or the network itself: the caller hands it model.json, the
  * weight bytes and the input bytes, so the same code runs in both places.
  *
+ * model.json is untrusted data: weightLayout() checks its manifest before anything is read, and
+ * the callers confine and size-check every shard with it (Python checked them too, first).
+ *
  * A request names inputs as {key, dtype, shape, data} where `data` holds N samples back to back
  * (each sample of `shape`, batch axis 1) and outputs by their signature keys; every sample is run
  * on its own, as a page would.
@@ -19,6 +22,75 @@
   const now = () => (typeof performance !== 'undefined' ? performance.now() : Date.now());
 
   const TYPED = {float32: Float32Array, int32: Int32Array, bool: Uint8Array};
+
+  /* Bytes per value in weight shards (tfjs-core's DTYPE_VALUE_SIZE_MAP); string weights are refused. */
+  const WEIGHT_BYTES = {float32: 4, int32: 4, bool: 1, complex64: 8};
+  const QUANT_BYTES = {uint8: 1, uint16: 2, float16: 2};
+  const MAX_MODEL_JSON_BYTES = 64 * 1024 * 1024;
+
+  const isObject = (x) => x !== null && typeof x === 'object' && !Array.isArray(x);
+
+  /* A manifest path as a normalised relative "/"-path inside the model folder, or an error:
+   * absolute, ".." left after normalising, backslash, control characters, "%", "?", "#". */
+  function shardPath(p) {
+    if (typeof p !== 'string' || p.length === 0 || p.length > 1024) throw new Error('weight path is not a short non-empty string');
+    if (/[\x00-\x1f\x7f\\%?#]/.test(p)) throw new Error(`weight path ${JSON.stringify(p.slice(0, 60))} holds a backslash, control character, '%', '?' or '#'`);
+    if (p.startsWith('/')) throw new Error(`weight path ${JSON.stringify(p.slice(0, 60))} is absolute`);
+    const parts = [];
+    for (const seg of p.split('/')) {
+      if (seg === '' || seg === '.') continue;
+      if (seg === '..') {
+        if (parts.length === 0) throw new Error(`weight path ${JSON.stringify(p.slice(0, 60))} leaves the model folder`);
+        parts.pop();
+      } else {
+        parts.push(seg);
+      }
+    }
+    if (parts.length === 0) throw new Error(`weight path ${JSON.stringify(p.slice(0, 60))} names the model folder itself`);
+    return parts.join('/');
+  }
+
+  function weightBytes(w) {
+    if (!isObject(w) || typeof w.name !== 'string' || !Array.isArray(w.shape)) throw new Error('malformed weight entry');
+    let n = 1;
+    for (const d of w.shape) {
+      if (!Number.isSafeInteger(d) || d < 0) throw new Error(`weight ${w.name}: bad dimension ${d}`);
+      n *= d;
+    }
+    const q = w.quantization;
+    const per = (q === undefined || q === null) ? WEIGHT_BYTES[w.dtype] : (isObject(q) ? QUANT_BYTES[q.dtype] : undefined);
+    if (per === undefined) throw new Error(`weight ${w.name}: unsupported dtype`);
+    if (!Number.isSafeInteger(n * per)) throw new Error(`weight ${w.name}: too large`);
+    return n * per;
+  }
+
+  /* The manifest checked: per group, its normalised shard paths and the bytes its weights declare
+   * (a group's shards must add up to exactly that). */
+  function weightLayout(modelJson) {
+    if (!isObject(modelJson) || !Array.isArray(modelJson.weightsManifest)) throw new Error('model.json has no weightsManifest array');
+    return modelJson.weightsManifest.map((g, i) => {
+      if (!isObject(g) || !Array.isArray(g.paths) || !Array.isArray(g.weights)) throw new Error(`weightsManifest[${i}] is malformed`);
+      return {paths: g.paths.map(shardPath), bytes: g.weights.reduce((s, w) => s + weightBytes(w), 0)};
+    });
+  }
+
+  /* Read every group's shards with readShard(relPath, bytesLeftInGroup) -> ArrayBuffer (which must
+   * refuse a shard larger than bytesLeftInGroup before reading it); sizes checked against the
+   * manifest. */
+  async function readWeights(modelJson, readShard) {
+    const buffers = [];
+    for (const [i, group] of weightLayout(modelJson).entries()) {
+      let left = group.bytes;
+      for (const rel of group.paths) {
+        const buf = await readShard(rel, left);
+        if (buf.byteLength > left) throw new Error(`weight file ${rel} exceeds the bytes group ${i} declares`);
+        left -= buf.byteLength;
+        buffers.push(buf);
+      }
+      if (left !== 0) throw new Error(`weight files of group ${i} hold ${group.bytes - left} B, its weights declare ${group.bytes} B`);
+    }
+    return buffers;
+  }
 
   function concatBuffers(buffers) {
     const total = buffers.reduce((s, b) => s + b.byteLength, 0);
@@ -172,5 +244,5 @@
     }
   }
 
-  return {Runner, setBackend, memoryHandler, concatBuffers, now};
+  return {Runner, setBackend, memoryHandler, concatBuffers, now, shardPath, weightLayout, readWeights, MAX_MODEL_JSON_BYTES};
 });

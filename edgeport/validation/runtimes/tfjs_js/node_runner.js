@@ -8,6 +8,14 @@
  *   {"cmd": "predict", "inputs": [{key, dtype, shape, file}], "n": N, "outputs": [keys], "out_dir": dir}
  *   {"cmd": "time", "inputs": [...], "outputs": [keys], "warmup": W, "runs": R}
  *   {"cmd": "quit"}
+ *
+ * model.json is untrusted: it is read only if it is at most maxModelJsonBytes, and every shard it
+ * names must stay inside the model's folder (after normalising and resolving links), be a regular
+ * file and fit the bytes the manifest declares; anything else fails the load before a byte of it
+ * is read.
+ *
+ * Test hook (only when the environment sets it): EDGEPORT_TFJS_TEST_HANG=<cmd> makes the runner
+ * stop answering (a busy loop) when it gets that command, as a wedged runtime would.
  */
 'use strict';
 const fs = require('fs');
@@ -33,22 +41,53 @@ function readArrayBuffer(file) {
   return buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
 }
 
+/* Read a regular file of at most maxBytes; refused before reading if larger (or not a file). */
+function readBounded(file, maxBytes, what) {
+  // O_NONBLOCK: a FIFO planted as a shard must not block the open
+  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw new Error(`${what} is not a regular file`);
+    if (st.size > maxBytes) throw new Error(`${what} holds ${st.size} B, more than the ${maxBytes} B allowed`);
+    const buf = Buffer.alloc(st.size);
+    let off = 0;
+    while (off < st.size) {
+      const n = fs.readSync(fd, buf, off, st.size - off, off);
+      if (n === 0) break;
+      off += n;
+    }
+    if (off !== st.size) throw new Error(`${what} changed while it was read`);
+    return buf.buffer.slice(buf.byteOffset, buf.byteOffset + off);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/* A shard inside dir (already real): the normalised relative path, links resolved, confined. */
+function shardFile(dir, rel) {
+  const real = fs.realpathSync(path.join(dir, rel));
+  if (!real.startsWith(dir + path.sep)) throw new Error(`weight file ${rel} leads out of the model folder`);
+  return real;
+}
+
 function readInputs(specs) {
   return specs.map((s) => ({key: s.key, dtype: s.dtype, shape: s.shape, data: new Uint8Array(readArrayBuffer(s.file))}));
 }
 
 async function handle(msg) {
+  if (process.env.EDGEPORT_TFJS_TEST_HANG && process.env.EDGEPORT_TFJS_TEST_HANG === msg.cmd) {
+    for (;;) { /* test hook: a runner that never answers again */ }
+  }
   if (msg.cmd === 'load') {
     const t0 = performance.now();
     const info = await core.setBackend(api, msg.backend, msg.threads || 1);
     const backendMs = performance.now() - t0;
-    const modelJson = JSON.parse(fs.readFileSync(msg.model, 'utf8'));
-    const dir = path.dirname(msg.model);
+    const maxJson = Math.min(msg.maxModelJsonBytes || core.MAX_MODEL_JSON_BYTES, core.MAX_MODEL_JSON_BYTES);
+    const modelJson = JSON.parse(Buffer.from(readBounded(msg.model, maxJson, 'model.json')).toString('utf8'));
+    const dir = fs.realpathSync(path.dirname(msg.model));
     const t1 = performance.now();
-    const buffers = [];
-    for (const group of modelJson.weightsManifest) {
-      for (const p of group.paths) buffers.push(readArrayBuffer(path.join(dir, p)));
-    }
+    const buffers = await core.readWeights(modelJson,
+      async (rel, left) => readBounded(shardFile(dir, rel), left, `weight file ${rel}`));
     const loaded = await core.Runner.load(api, modelJson, buffers);
     runner = loaded.runner;
     const loadMs = performance.now() - t1;

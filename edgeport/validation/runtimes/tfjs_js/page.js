@@ -2,16 +2,37 @@
  * The page side of edgeport's Chromium runtime. Python (Playwright) starts a command with
  * window.edgeportStart(msg) and waits, with a deadline, for window.edgeportJob.done. Files come
  * from the local server: the model under /model/, inputs under /io/. Outputs go back base64.
+ *
+ * model.json is untrusted: every shard URL is built from a checked relative path and must stay
+ * under the model's folder on this origin; sizes are checked against the manifest before a body
+ * is read (the server also serves only the shards Python checked).
  */
 (function () {
   'use strict';
   const core = window.EdgeportTFJS;
   let runner = null;
 
-  async function fetchBuffer(url) {
+  async function fetchBuffer(url, maxBytes) {
     const r = await fetch(url);
     if (!r.ok) throw new Error(`GET ${url}: HTTP ${r.status}`);
-    return r.arrayBuffer();
+    if (maxBytes !== undefined) {
+      const declared = Number(r.headers.get('Content-Length'));
+      if (!(declared <= maxBytes)) throw new Error(`GET ${url}: ${declared} B, more than the ${maxBytes} B allowed`);
+    }
+    const buf = await r.arrayBuffer();
+    if (maxBytes !== undefined && buf.byteLength > maxBytes) throw new Error(`GET ${url}: more than ${maxBytes} B`);
+    return buf;
+  }
+
+  /* The URL of a checked shard path, refused unless it stays in the model's folder here. */
+  function shardUrl(modelUrl, rel) {
+    const base = new URL(modelUrl, location.href);
+    const dir = base.pathname.slice(0, base.pathname.lastIndexOf('/') + 1);
+    const u = new URL(rel, base);
+    if (u.origin !== location.origin || !u.pathname.startsWith(dir) || u.search || u.hash) {
+      throw new Error(`weight path ${rel} leaves the model folder`);
+    }
+    return u.pathname;
   }
 
   async function readInputs(specs) {
@@ -33,17 +54,15 @@
 
   async function handle(msg) {
     if (msg.cmd === 'load') {
+      if (msg.testHang === 'load') for (;;) { /* test hook, only when Python's environment asks */ }
       if (msg.backend === 'wasm') tf.wasm.setWasmPaths('/tfjs/tfjs-backend-wasm/dist/');
       const t0 = core.now();
       const info = await core.setBackend(tf, msg.backend, msg.threads || 1);
       const backendMs = core.now() - t0;
       const t1 = core.now();
-      const modelJson = JSON.parse(new TextDecoder().decode(await fetchBuffer(msg.model)));
-      const base = msg.model.slice(0, msg.model.lastIndexOf('/') + 1);
-      const buffers = [];
-      for (const group of modelJson.weightsManifest) {
-        for (const p of group.paths) buffers.push(await fetchBuffer(base + p));
-      }
+      const maxJson = Math.min(msg.maxModelJsonBytes || core.MAX_MODEL_JSON_BYTES, core.MAX_MODEL_JSON_BYTES);
+      const modelJson = JSON.parse(new TextDecoder().decode(await fetchBuffer(msg.model, maxJson)));
+      const buffers = await core.readWeights(modelJson, (rel, left) => fetchBuffer(shardUrl(msg.model, rel), left));
       const loaded = await core.Runner.load(tf, modelJson, buffers);
       runner = loaded.runner;
       const loadMs = core.now() - t1;
@@ -57,6 +76,7 @@
               crossOriginIsolated: self.crossOriginIsolated === true};
     }
     if (!runner) throw new Error('no model loaded');
+    if (msg.testHang === msg.cmd) for (;;) { /* test hook, as above */ }
     if (msg.cmd === 'predict') {
       const res = await runner.predict(await readInputs(msg.inputs), msg.n, msg.outputs);
       return {ok: true, totalMs: res.totalMs,
@@ -71,9 +91,10 @@
   window.edgeportJob = {done: true};
   window.edgeportStart = function (msg) {
     window.edgeportJob = {done: false};
-    handle(msg).then(
+    // run after this evaluate returns: a job that blocks the page must not block the caller
+    setTimeout(() => handle(msg).then(
       (result) => { window.edgeportJob = {done: true, result}; },
-      (err) => { window.edgeportJob = {done: true, result: {ok: false, error: String((err && err.message) || err)}}; });
+      (err) => { window.edgeportJob = {done: true, result: {ok: false, error: String((err && err.message) || err)}}; }), 0);
   };
   window.edgeportReady = true;
 })();

@@ -1,0 +1,82 @@
+"""The int8 guard: the smallest float prefix that keeps an int8 model within the parity check.
+
+Quantization error concentrates in a network's first, high-resolution layers (few channels, wide
+activation ranges). When full int8 drifts, keeping the first *k* weighted layers float usually
+recovers the accuracy at a small cost in size and speed. Trials are judged on calibration inputs
+(never the evaluation data) with :mod:`edgeport.validation.verdict` — the very criteria of the
+parity check (cosine, SQNR, max-abs relative, top-1 agreement), on every output. The search is
+format-blind: the caller supplies ``build(k)`` returning the candidate's outputs.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+import numpy as np
+
+from ..validation.verdict import judge_outputs
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..targets.tolerances import Tolerance
+
+PREFIX_STEPS = (2, 4, 8, 12, 16)
+#: a step must remove at least this share of the remaining output error (1 - cosine) to be kept
+DIMINISHING = 2 / 3
+#: calibration samples the guard compares on (evenly spread over the calibration set)
+GUARD_SAMPLES = 64
+
+Outputs = Mapping[str, np.ndarray]
+
+
+@dataclass
+class GuardResult:
+    float_layers: int
+    met: bool
+    trials: list[dict[str, Any]] = field(default_factory=list)
+
+
+def guard_indices(n: int) -> np.ndarray:
+    """Indices of up to :data:`GUARD_SAMPLES` calibration samples, evenly spread over ``n``."""
+    return np.unique(np.linspace(0, max(n - 1, 0), min(GUARD_SAMPLES, n)).round().astype(int))
+
+
+def score(outputs: Outputs, reference: Outputs, tol: "Tolerance", classifier: str | None,
+          float_layers: int) -> dict[str, Any]:
+    """One trial as data: worst cosine / SQNR / max-abs over the outputs, agreement, verdict."""
+    stats, agreement, problems = judge_outputs(reference, outputs, tol, classifier)
+    trial: dict[str, Any] = {"float_layers": float_layers,
+                             "cosine": round(min(s.cosine for s in stats), 6),
+                             "sqnr_db": round(min(s.sqnr_db for s in stats), 2) if stats else None,
+                             "max_abs_rel": round(max(s.max_abs_rel for s in stats), 5)}
+    if agreement is not None:
+        trial["agreement"] = round(agreement, 4)
+    trial["ok"] = not problems
+    if problems:
+        trial["misses"] = problems
+    return trial
+
+
+def search_float_prefix(first: dict[str, Any], weighted_layers: int,
+                        build: Callable[[int], dict[str, Any]], budget_s: float = 60.0) -> GuardResult:
+    """Try float prefixes of 2, 4, 8... weighted layers after ``first`` (the all-int8 trial) missed.
+
+    Stops when a candidate meets the criteria, a step stops paying, half the network would be
+    float, or ``budget_s`` runs out; returns the last candidate that paid (0 = keep all-int8).
+    """
+    t0 = time.perf_counter()
+    trials, best = [first], first
+    if first["ok"]:
+        return GuardResult(0, True, trials)
+    for k in PREFIX_STEPS:
+        if k > weighted_layers // 2 or time.perf_counter() - t0 > budget_s:
+            break
+        trial = build(k)
+        trials.append(trial)
+        if trial["ok"]:
+            best = trial
+            break
+        if (1 - trial["cosine"]) > DIMINISHING * (1 - best["cosine"]):
+            break
+        best = trial
+    return GuardResult(best["float_layers"], bool(best["ok"]), trials)
