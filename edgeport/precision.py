@@ -20,6 +20,10 @@ class Precision(str, Enum):
     def __str__(self) -> str:
         return self.value
 
+    def __hash__(self) -> int:
+        # equal to its name as a string, so it must hash like it (Enum hashes the member name)
+        return str.__hash__(self.value)
+
     @classmethod
     def parse(cls, name: object) -> "Precision":
         """``name`` as a Precision; anything else is an :class:`UnknownNameError` listing the known."""

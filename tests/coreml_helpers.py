@@ -14,11 +14,13 @@ PRECISIONS = ("fp32", "fp16", "int8", "lut8", "lut4")
 
 
 def export_coreml(src, precision: str, out: Path, module=None, sparsity: float | None = None, **options):
-    """The ios-coreml exporter on ``src`` (or ``module``) with the profile's plan plus ``options``."""
-    plan = resolve_plan(load_profile("ios-coreml"), precision=precision, sparsity=sparsity)
+    """The ios-coreml exporter on ``src`` (or ``module``, pruned to ``sparsity`` zeros) with the
+    profile's plan plus ``options``."""
+    plan = resolve_plan(load_profile("ios-coreml"), precision=precision)
     if options:
         plan = with_options(plan, **options)
-    job = ExportJob(src, src.module if module is None else module, plan, src.calibration_data, SILENT, out)
+    job = ExportJob(src, src.module if module is None else module, plan, src.calibration_data, SILENT, out,
+                    zeros=sparsity or 0.0)
     return get_exporter("coreml").export(job, out)
 
 

@@ -17,8 +17,8 @@ def test_file_factory_with_two_outputs(tmp_path):
     r = res.report
     assert r.passed, r.failed_checks
     # no data given: seeded random inputs, said so in the report
-    assert r.parity["samples"] == 32 and "random" in r.precision_facts["golden_inputs"]
-    assert [o["name"] for o in r.parity["outputs"]] == ["output_0", "output_1"]
+    assert r.parity.samples == 32 and "random" in r.parity.golden_inputs
+    assert [o.name for o in r.parity.outputs] == ["output_0", "output_1"]
     assert r.accuracy is None
 
 
@@ -40,7 +40,7 @@ def test_onnx_and_pt2_sources(digits, tmp_path):
     np.savez(data, x=digits.eval_data.inputs["x"][:100], labels=digits.eval_data.labels[:100])
     (res,) = export(str(onnx_path), ["local-onnx"], precision="int8", data=str(data), out_dir=tmp_path / "o")
     r = res.report
-    assert r.passed and r.parity["samples"] == 100 and r.accuracy["reference"] >= 0.95
+    assert r.passed and r.parity.samples == 100 and r.accuracy.reference >= 0.95
 
     ep = torch.export.export(digits.module, (torch.from_numpy(digits.example_inputs[0]),))
     torch.export.save(ep, str(tmp_path / "digits.pt2"))

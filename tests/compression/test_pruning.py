@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import pytest
 
-from edgeport.compression import prune_magnitude
+from edgeport.compression.magnitude import prune_magnitude
 from edgeport.pipeline import export
 
 
 @pytest.mark.parametrize("scope", ["layer", "global"])
 def test_achieved_sparsity(digits, scope):
     pruned, stats = prune_magnitude(digits.module, 0.5, scope)
-    assert stats.layers == 5 and abs(stats.achieved - 0.5) < 0.01
+    assert stats["layers"] == 5 and abs(stats["achieved"] - 0.5) < 0.01
     # the source module is untouched
     assert sum(int((p == 0).sum()) for p in digits.module.parameters()) < 100
     if scope == "layer":
@@ -25,15 +25,16 @@ def test_pruned_export_reports_sparsity_and_shrinks_gzip(digits, tmp_path):
     (dense,) = export(digits, ["local-onnx"], precision="fp32", out_dir=tmp_path / "d")
     (sparse,) = export(digits, ["local-onnx"], precision="fp32", sparsity=0.5, out_dir=tmp_path / "s")
     r = sparse.report
-    assert r.pruning["achieved"] == pytest.approx(0.5, abs=0.01)
-    assert r.parity["reference"] == "pruned source model"
+    (step,) = r.compression.steps
+    assert step["kind"] == "magnitude" and step["achieved"] == pytest.approx(0.5, abs=0.01)
+    assert r.parity.reference == "compressed source model"
     parity = next(c for c in r.checks if c.name == "parity")
     assert parity.passed  # the conversion itself is exact; pruning's cost shows in accuracy
     # BatchNorm statistics re-estimated after pruning: without it this model lost ~15 points
-    assert r.pruning["batchnorm_recalibrated_layers"] == 3
-    assert r.accuracy["drop"] < 0.05
+    assert step["batchnorm_recalibrated_layers"] == 3
+    assert r.accuracy.drop < 0.05
     accuracy = next(c for c in r.checks if c.name == "accuracy_drop")
-    assert accuracy.passed == (r.accuracy["drop"] <= 0.002)
+    assert accuracy.passed == (r.accuracy.drop <= 0.002)
     # ONNX stores zeros densely: same file size, smaller gzip (what a compressed download sees)
-    assert abs(r.size["artifact_bytes"] - dense.report.size["artifact_bytes"]) < 2048
-    assert r.size["gzip_bytes"] < 0.8 * dense.report.size["gzip_bytes"]
+    assert abs(r.size.artifact_bytes - dense.report.size.artifact_bytes) < 2048
+    assert r.size.gzip_bytes < 0.8 * dense.report.size.gzip_bytes

@@ -1,7 +1,6 @@
 """CoreML exporter on the digits CNN at every precision, judged by the emulated runtime."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -61,7 +60,8 @@ def test_facts_count_what_is_left_uncompressed(digits_runs):
     # (coremltools compresses weights only), and the facts name them
     assert facts["weight_threshold"] == 0
     assert facts["weight_tensors_left_float"] == len(facts["left_float"]) == 5
-    assert facts["emulator_cannot_prove"]
+    # what the emulated run proves and cannot is the runtime's to say, not the exporter's
+    assert "cannot_prove" in runs["int8"][1].facts() and "emulator" not in " ".join(facts)
     assert runs["fp32"][0].facts["weight_tensors_compressed"] == 0
 
 
@@ -79,38 +79,8 @@ def test_inspect_lists_ops_and_nothing_unsupported(digits_runs):
     assert report.details["opset"] == "CoreML6"  # iOS16
 
 
-def test_emulator_is_within_5x_of_onnxruntime(digits_runs, tmp_path):
-    """Whole eval set: emulator (one batched call) vs onnxruntime fp32 (one call per sample)."""
-    import onnxruntime as ort
-
-    from edgeport.exporters.torch_to_onnx import torch_to_onnx
-
-    src, _, runs = digits_runs
-    onnx_path = torch_to_onnx(src.module, src.example_inputs, src.input_names, src.output_names,
-                              tmp_path / "digits.onnx")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-    ort_sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-    data = src.eval_data
-    emu = runs["fp16"][1]
-
-    def ort_all() -> None:
-        for i in range(len(data)):
-            ort_sess.run(None, data.sample(i))
-
-    ratios = []
-    for _ in range(5):  # interleaved, best of 5: this machine is shared
-        t0 = time.perf_counter()
-        ort_all()
-        t1 = time.perf_counter()
-        emu.predict(data)
-        t2 = time.perf_counter()
-        ratios.append((t2 - t1) / (t1 - t0))
-    assert min(ratios) <= 5.0, ratios
-
-
 def test_pruned_model_is_stored_sparse(digits, digits_runs, tmp_path):
-    from edgeport.compression.pruning import prune_magnitude
+    from edgeport.compression.magnitude import prune_magnitude
 
     _, _, runs = digits_runs
     pruned, stats = prune_magnitude(digits.module, 0.5)
@@ -124,7 +94,7 @@ def test_pruned_model_is_stored_sparse(digits, digits_runs, tmp_path):
 
 
 def test_pruned_lut4_on_ios18_combines_sparse_and_palettized(digits, tmp_path):
-    from edgeport.compression.pruning import prune_magnitude
+    from edgeport.compression.magnitude import prune_magnitude
 
     pruned, _ = prune_magnitude(digits.module, 0.5)
     art = export(digits, "lut4", tmp_path / "joint", module=pruned, sparsity=0.5, deployment_target="iOS18")
@@ -143,7 +113,7 @@ def test_refusals(digits, tmp_path):
     onnx_src = replace(digits, module=None)
     with pytest.raises(ConfigError, match="needs a PyTorch source"):
         export(onnx_src, "fp16", tmp_path / "a")
-    with pytest.raises(ConfigError, match="unknown deployment_target 'iOS12'"):
+    with pytest.raises(ConfigError, match="deployment_target must be one of iOS16, iOS17, iOS18; got 'iOS12'"):
         export(digits, "fp16", tmp_path / "b", deployment_target="iOS12")
     with pytest.raises(ConfigError, match="activation_quantization"):
         export(digits, "int8", tmp_path / "c", activation_quantization=True)

@@ -19,15 +19,15 @@ def digits_reports(digits, tmp_path_factory):
 
 def test_fp32_is_exact(digits_reports):
     r = digits_reports["fp32"].report
-    assert r.passed and r.size["ratio"] == 1.0
-    assert r.parity["outputs"][0]["max_abs"] < 1e-4 and r.parity["top1_agreement"] == 1.0
+    assert r.passed and r.size.ratio == 1.0
+    assert r.parity.outputs[0].max_abs < 1e-4 and r.parity.top1_agreement == 1.0
 
 
 def test_fp16_halves_the_file_and_agrees(digits_reports):
     r = digits_reports["fp16"].report
     assert r.passed, r.failed_checks
-    assert r.size["ratio"] <= 0.55
-    assert r.parity["top1_agreement"] >= 0.999
+    assert r.size.ratio <= 0.55
+    assert r.parity.top1_agreement >= 0.999
 
 
 def test_bf16_stores_bf16_and_says_it_computes_fp32(digits_reports):
@@ -37,29 +37,29 @@ def test_bf16_stores_bf16_and_says_it_computes_fp32(digits_reports):
     res = digits_reports["bf16"]
     r = res.report
     assert r.passed, r.failed_checks
-    assert r.size["ratio"] <= 0.55
+    assert r.size.ratio <= 0.55
     assert r.precision_facts["compute"] == "fp32" and "bf16" in r.precision_facts["weights"]
     model = onnx.load(str(res.bundle / "model.onnx"))
     big = [i for i in model.graph.initializer if np.prod(i.dims) >= 1000]
     assert big and all(i.data_type == TensorProto.BFLOAT16 for i in big)
     # bf16 keeps 8 mantissa bits: visibly less exact than fp16 on the same model
-    assert r.parity["outputs"][0]["sqnr_db"] < digits_reports["fp16"].report.parity["outputs"][0]["sqnr_db"]
+    assert r.parity.outputs[0].sqnr_db < digits_reports["fp16"].report.parity.outputs[0].sqnr_db
 
 
 def test_static_int8_meets_the_bar_and_is_faster(digits_reports):
     r = digits_reports["int8"].report
     assert r.passed, r.failed_checks
-    assert r.size["ratio"] <= 0.30
-    assert r.parity["top1_agreement"] >= 0.99
-    assert r.accuracy["drop"] <= 0.01
-    assert "QuantizeLinear" in r.ops["used"] and "DequantizeLinear" in r.ops["used"]
+    assert r.size.ratio <= 0.30
+    assert r.parity.top1_agreement >= 0.99
+    assert r.accuracy.drop <= 0.01
+    assert "QuantizeLinear" in r.ops.used and "DequantizeLinear" in r.ops.used
 
 
 def test_dynamic_int8(digits_reports):
     r = digits_reports["int8-dynamic"].report
     assert r.passed, r.failed_checks
-    assert r.size["ratio"] <= 0.32 and r.parity["top1_agreement"] >= 0.98
-    assert "DynamicQuantizeLinear" in r.ops["used"]
+    assert r.size.ratio <= 0.32 and r.parity.top1_agreement >= 0.98
+    assert "DynamicQuantizeLinear" in r.ops.used
 
 
 @pytest.mark.parametrize("prec", ["int8-dynamic", "fp16", "int8"])
@@ -67,9 +67,9 @@ def test_text_transformer(text_transformer, prec, tmp_path):
     (res,) = export(text_transformer, ["local-onnx"], precision=prec, out_dir=tmp_path)
     r = res.report
     assert r.passed, r.failed_checks
-    assert r.parity["samples"] >= 256
-    assert r.parity["top1_agreement"] >= 0.97
-    assert r.size["ratio"] < (0.55 if prec == "fp16" else 0.40)
+    assert r.parity.samples >= 256
+    assert r.parity.top1_agreement >= 0.97
+    assert r.size.ratio < (0.55 if prec == "fp16" else 0.40)
 
 
 def test_int8_guard_leaves_an_accurate_model_alone(digits_reports):
@@ -83,7 +83,7 @@ def test_efficientnet_int8_keeps_drifting_layers_float(effnet, tmp_path):
     (res,) = export(effnet, ["local-onnx"], precision="int8", out_dir=tmp_path)
     r = res.report
     assert r.passed, r.failed_checks
-    assert r.parity["top1_agreement"] >= 0.95 and r.size["ratio"] <= 0.30
+    assert r.parity.top1_agreement >= 0.95 and r.size.ratio <= 0.30
     facts = r.precision_facts
     trials = facts["int8_guard"]["trials"]
     # all-int8 drifted on the calibration inputs; a float prefix was kept and said so

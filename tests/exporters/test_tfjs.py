@@ -20,10 +20,10 @@ RUNTIMES = ("tfjs-node", "tfjs-node-cpu", "tfjs-chromium")
 
 
 def _agreements(report) -> dict[str, float]:
-    out = {report.runtime: report.parity["top1_agreement"]}
+    out = {report.runtime: report.parity.top1_agreement}
     for run in report.runtimes:
-        assert "error" not in run, run
-        out[run["runtime"]] = run["parity"]["top1_agreement"]
+        assert run.error is None, run
+        out[run.runtime] = run.parity.top1_agreement
     return out
 
 
@@ -45,16 +45,16 @@ def test_digits_fp16_agrees_in_node_and_chromium(digits_reports):
     agree = _agreements(r)
     assert set(agree) == set(RUNTIMES)
     assert all(a >= 0.999 for a in agree.values()), agree
-    assert 0.50 <= r.size["ratio"] <= 0.55
-    assert r.accuracy["drop"] <= 0.005
+    assert 0.50 <= r.size.ratio <= 0.55
+    assert r.accuracy.drop <= 0.005
 
 
 def test_digits_int8_is_under_a_third_and_keeps_accuracy(digits_reports):
     r = digits_reports["int8"].report
     assert r.passed, [c for c in r.checks if not c.passed]
-    assert r.size["ratio"] <= 0.30
-    assert r.size["gzip_bytes"] < r.size["artifact_bytes"]
-    assert r.accuracy["drop"] <= 0.01
+    assert r.size.ratio <= 0.30
+    assert r.size.gzip_bytes < r.size.artifact_bytes
+    assert r.accuracy.drop <= 0.01
     assert all(a >= 0.99 for a in _agreements(r).values())
     facts = r.precision_facts
     assert facts["storage_only"] is True and "storage only" in facts["compute"]
@@ -64,7 +64,7 @@ def test_digits_int8_is_under_a_third_and_keeps_accuracy(digits_reports):
 
 def test_latency_is_measured_inside_js_per_backend(digits_reports):
     r = digits_reports["fp16"].report
-    lat = {r.runtime: r.latency, **{x["runtime"]: x["latency"] for x in r.runtimes}}
+    lat = {r.runtime: r.latency.to_dict(), **{x.runtime: x.latency.to_dict() for x in r.runtimes}}
     assert "wasm backend" in lat["tfjs-node"]["where"] and "Node v" in lat["tfjs-node"]["where"]
     assert "cpu backend" in lat["tfjs-node-cpu"]["where"]
     assert "headless Chromium" in lat["tfjs-chromium"]["where"]
@@ -80,10 +80,10 @@ def test_text_transformer_fp32_and_fp16_pass_everywhere(text_reports):
         assert r.passed, (prec, [c for c in r.checks if not c.passed])
         agree = _agreements(r)
         assert set(agree) == set(RUNTIMES) and min(agree.values()) >= 0.99, (prec, agree)
-        worst = min(o["cosine"] for o in r.parity["outputs"])
+        worst = min(o.cosine for o in r.parity.outputs)
         assert worst >= (0.99999 if prec == "fp32" else 0.9999), (prec, worst)
     assert "int32" in text_reports["fp32"].report.precision_facts["integer_inputs"]
-    assert text_reports["fp16"].report.size["ratio"] <= 0.6
+    assert text_reports["fp16"].report.size.ratio <= 0.6
 
 
 def test_model_json_carries_source_names_and_ops_pass_the_tfjs_list(text_reports):
@@ -125,7 +125,7 @@ def test_onnx_source_exports_without_a_module(digits, tmp_path):
     with tempfile.TemporaryDirectory() as work:
         art = get_exporter("tfjs").export(ExportJob(src, None, plan, None, SILENT, Path(work)), tmp_path / "out")
     assert art.entry == "tfjs/model.json" and art.input_names == ("x",) and art.output_names == ("logits",)
-    assert art.facts["fp32_bytes"] == art.total_bytes()
+    assert art.fp32_bytes == art.total_bytes()
     data = digits.eval_data.take(64)
     ref = digits.reference(data)["logits"]
     sess = get_runtime("tfjs-node").load(art.path)

@@ -5,7 +5,7 @@ import pytest
 
 from edgeport.errors import ConfigError, UnknownNameError
 from edgeport.targets.profile import builtin_profiles, load_profile, parse_profile, resolve_plan
-from edgeport.validation.tolerances import TOLERANCES
+from edgeport.targets.tolerances import TOLERANCES
 
 
 def test_builtin_profiles_are_complete():
@@ -28,7 +28,8 @@ def test_unknown_key_is_named():
 def test_overrides_within_the_target():
     p = load_profile("local-onnx")
     plan = resolve_plan(p, "fp16", 0.25, "global")
-    assert (plan.precision, plan.sparsity, plan.pruning_scope) == ("fp16", 0.25, "global")
+    (step,) = plan.compression
+    assert (plan.precision, plan.sparsity, step.kind, step.scope) == ("fp16", 0.25, "magnitude", "global")
     assert plan.tolerance == TOLERANCES["fp16"]
     with pytest.raises(ConfigError, match="does not support precision 'bf16'; supported: fp32, fp16, int8"):
         resolve_plan(load_profile("ios-coreml"), "bf16")
@@ -43,3 +44,52 @@ def test_profile_tolerance_override(tmp_path):
     plan = resolve_plan(load_profile(str(f)))
     assert plan.tolerance.cosine_min == 0.999
     assert plan.tolerance.top1_agreement_min == TOLERANCES["int8"].top1_agreement_min
+
+
+def test_compression_tables_and_the_sparsity_shorthand_are_one_step(tmp_path):
+    base = ('name = "mine"\nformat = "onnx"\nprecisions = ["fp32"]\ndefault_precision = "fp32"\n')
+    f = tmp_path / "a.toml"
+    f.write_text(base + '[[compression]]\nkind = "magnitude"\nsparsity = 0.3\nscope = "global"\n')
+    (step,) = load_profile(str(f)).compression
+    assert (step.sparsity, step.scope, step.recalibrate_batchnorm) == (0.3, "global", True)
+    f.write_text('sparsity = 0.3\npruning_scope = "global"\n' + base)
+    assert load_profile(str(f)).compression == (step,)
+    # the CLI's --sparsity replaces the profile's step; 0 removes it
+    assert resolve_plan(load_profile(str(f)), sparsity=0.0).compression == ()
+    f.write_text(base + '[[compression]]\nkind = "magnitud"\n')
+    with pytest.raises(UnknownNameError, match="unknown compression step 'magnitud'; known: magnitude"):
+        load_profile(str(f))
+    f.write_text(base + '[[compression]]\nkind = "magnitude"\nsparsity = 1.5\n')
+    with pytest.raises(ConfigError, match="sparsity must be <= 0.99"):
+        load_profile(str(f))
+
+
+@pytest.mark.parametrize("extra, needle", [
+    ('[options]\nopset = 999\n', "opset must be <= 23"),
+    ('[options]\nquant_preprocess = "no"\n', "quant_preprocess must be true or false"),
+    ('[latency]\nthreads = -1\n', "threads must be >= 1"),
+    ('[budgets]\nmax_p50_ms = -1\n', "max_p50_ms must be >= 0.0"),
+    ('[tolerances.int8]\naccuracy_drop_max = 0.5\n', "a fraction: 0.01 = 1 point"),
+    ('[device]\nmin_api_level = "29"\n', "min_api_level must be an integer"),
+    ('extra_runtimes = ["litert"]\n', "extra_runtimes 'litert' is not a runtime of the onnx format"),
+])
+def test_profiles_are_checked_completely_at_load(tmp_path, extra, needle):
+    f = tmp_path / "p.toml"
+    body = ('name = "mine"\nformat = "onnx"\nruntime = "onnxruntime"\nprecisions = ["fp32", "int8"]\n'
+            'default_precision = "int8"\n')
+    # a [table] goes after the top-level keys, a top-level key before the tables
+    f.write_text(body + extra if extra.startswith("[") else extra + body)
+    with pytest.raises(ConfigError, match=needle.replace("(", "\\(").replace(")", "\\)")):
+        load_profile(str(f))
+
+
+def test_a_bundle_plan_round_trips_and_a_malformed_one_is_named():
+    from edgeport.errors import ModelLoadError
+    from edgeport.targets.profile import Plan
+
+    plan = resolve_plan(load_profile("android-tflite"), "int8", 0.5)
+    assert Plan.from_dict(plan.to_dict()) == plan
+    bad = plan.to_dict()
+    bad["tolerance"]["cosine_min"] = "0.1"
+    with pytest.raises(ModelLoadError, match="plan is malformed.*cosine_min must be a finite number"):
+        Plan.from_dict(bad)

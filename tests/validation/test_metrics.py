@@ -43,7 +43,7 @@ def test_divergence_fails_the_checks(digits, tmp_path):
                  plan=plan, golden=golden.data, reference=shifted, task="classification", fp32_bytes=1)
     failed = {c.name for c in r.failed_checks}
     assert not r.passed and {"parity", "top1_agreement"} <= failed
-    out = r.parity["outputs"][0]
+    out = r.parity.outputs[0]
     assert out["passed"] is False and out["cosine"] < 0.9
 
 

@@ -123,10 +123,12 @@ def read_model_json(model_json: Path) -> dict[str, Any]:
     p = Path(model_json)
     try:
         with open(p, "rb") as f:
-            raw = f.read(MAX_MODEL_JSON_BYTES + 1)
+            # refused unread when too large; a file growing meanwhile is cut at the limit + 1
+            big = os.fstat(f.fileno()).st_size > MAX_MODEL_JSON_BYTES
+            raw = b"" if big else f.read(MAX_MODEL_JSON_BYTES + 1)
     except OSError as exc:
         raise RuntimeLoadError(f"cannot read {p.name}: {exc.strerror or type(exc).__name__}") from exc
-    if len(raw) > MAX_MODEL_JSON_BYTES:
+    if big or len(raw) > MAX_MODEL_JSON_BYTES:
         raise RuntimeLoadError(f"{p.name} is larger than {MAX_MODEL_JSON_BYTES >> 20} MB; "
                                "refused (a TF.js model.json holds the graph, not the weights)")
     try:
@@ -416,6 +418,8 @@ class TFJSSessionBase(Session):
 
     # -- packing -------------------------------------------------------------------------------
     def _write_inputs(self, arrays: dict[str, np.ndarray], n: int) -> list[dict[str, Any]]:
+        if not Path(self._tmp).is_dir():  # removed when the session was closed or stopped
+            raise RuntimeLoadError(f"{self.runtime_name}: the session was closed or stopped; load the model again")
         self._calls += 1
         out = []
         for spec, key in zip(self.io.inputs, self.io.input_keys):

@@ -1,0 +1,66 @@
+"""A format registered from the test suite runs export -> validate -> tamper -> exit codes end to
+end, through the CLI's own entry point, without one library file knowing it exists."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+import null_format
+from edgeport.cli import main
+
+
+@pytest.fixture(scope="module")
+def profile(tmp_path_factory):
+    null_format.register()
+    path = tmp_path_factory.mktemp("null") / "null-target.toml"
+    path.write_text(null_format.PROFILE)
+    return path
+
+
+def test_null_format_end_to_end(profile, tmp_path, capsys):
+    import torch  # noqa: F401  (imported before timing: the model is a torch module)
+
+    out = tmp_path / "out"
+    t0 = time.perf_counter()
+    rc = main(["export", "tests/null_format.py:factory", "--target", str(profile), "-o", str(out), "--json", "-q"])
+    doc = json.loads(capsys.readouterr().out)
+    bundle = out / "tiny-null-target"
+    assert rc == 0, doc["checks"]
+    assert doc["format"] == "null" and doc["runtime"] == "null-numpy" and doc["passed"] is True
+    assert doc["parity"]["outputs"][0]["max_abs"] < 1e-6 and doc["parity"]["samples"] == 32
+    assert doc["size"]["artifact_bytes"] == (bundle / "model.null").stat().st_size and doc["size"]["ratio"] == 1.0
+    assert sorted(p.name for p in bundle.iterdir()) == ["golden.npz", "manifest.json", "model.null", "report.json"]
+
+    assert main(["validate", str(bundle), "-q"]) == 0
+    capsys.readouterr()
+    data = bytearray((bundle / "model.null").read_bytes())
+    data[-30] ^= 0x01
+    (bundle / "model.null").write_bytes(bytes(data))
+    assert main(["validate", str(bundle), "--json", "-q"]) == 1
+    rep = json.loads(capsys.readouterr().out)
+    integrity = next(c for c in rep["checks"] if c["name"] == "integrity")
+    assert not integrity["passed"] and "model.null" in integrity["detail"]
+    elapsed = time.perf_counter() - t0
+    print(f"null format: export + validate + tamper + validate in {elapsed:.2f} s")
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (('runtime = "null-numpy"', 'runtime = "nul-numpy"'), "runtime 'nul-numpy' is not a runtime of the null format"),
+    (('precisions = ["fp32"]', 'precisions = ["fp32", "int8"]'), "the null exporter cannot make 'int8'"),
+    (('runs = 5', 'runs = "5"'), "runs must be an integer"),
+    (('runs = 5', 'runs = 5\n[options]\ntimeout_s = true'), "timeout_s must be a finite number"),
+    (('runs = 5', 'runs = 5\n[device]\nnmae = "x"'), "unknown key 'nmae'"),
+    (('runs = 5', 'runs = 5\n[tolerances.fp32]\naccuracy_drop_max = 0.5'), "accuracy_drop_max must be <= 0.25"),
+])
+def test_a_bad_profile_fails_at_load_even_beside_a_good_target(profile, tmp_path, capsys, edit, needle):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(null_format.PROFILE.replace(*edit).replace("null-target", "bad-target"))
+    out = tmp_path / "out"
+    rc = main(["export", "tests/null_format.py:factory", "--target", str(profile), "--target", str(bad),
+               "-o", str(out), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and needle in err, err
+    assert [ln for ln in err.splitlines() if ln.startswith("edgeport: error:")] == [err.strip()]
+    assert not out.exists()

@@ -1,0 +1,430 @@
+"""A TF.js model.json is untrusted data. Its weight paths are confined to the model folder and its
+sizes bounded, in Python before any runtime starts and again in the JS runners; the Chromium
+page's server serves nothing but the page's own routes; a JS side that stops answering is killed
+within its deadline. Real Node, real Chromium, real exported models."""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import struct
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeport.errors import RuntimeLoadError
+from edgeport.exporters import ExportJob, get_exporter
+from edgeport.progress import SILENT
+from edgeport.targets.profile import load_profile, resolve_plan
+from edgeport.validation.inspect import inspect_artifact
+from edgeport.validation.runtimes import get_runtime
+from edgeport.validation.runtimes import tfjs_chromium, tfjs_node
+from edgeport.validation.runtimes.tfjs_node import (MAX_MODEL_JSON_BYTES, TEST_HANG_ENV, _weight_bytes,
+                                                    open_model)
+
+SHARD = "group1-shard1of1.bin"
+
+
+@pytest.fixture(scope="module")
+def digits_fp16(digits, tmp_path_factory):
+    """digits_cnn exported to TF.js at fp16: float32 weights stored as float16 quantization."""
+    out = tmp_path_factory.mktemp("tfjs-untrusted")
+    plan = resolve_plan(load_profile("browser-tfjs"), "fp16")
+    with tempfile.TemporaryDirectory() as work:
+        art = get_exporter("tfjs").export(ExportJob(digits, digits.module, plan, None, SILENT, Path(work)), out)
+    return art.path.parent  # the folder holding model.json and its shard
+
+
+@pytest.fixture(scope="module")
+def reference(digits):
+    data = digits.eval_data.take(20)
+    return data, digits.reference(data)["logits"]
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _set_paths(model_dir: Path, paths: list[str]) -> None:
+    mj = model_dir / "model.json"
+    doc = json.loads(mj.read_text())
+    doc["weightsManifest"][0]["paths"] = paths
+    mj.write_text(json.dumps(doc))
+
+
+@pytest.fixture()
+def escape(digits_fp16, tmp_path):
+    """A factory: a copy of the model whose one shard path reaches a file outside its folder that
+    holds exactly the shard's bytes (so only the confinement can refuse it)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret.bin"
+    shutil.copyfile(digits_fp16 / SHARD, secret)
+
+    def make(kind: str) -> Path:
+        m = _copy(digits_fp16, tmp_path / f"m-{kind}")
+        (m / SHARD).unlink()
+        if kind == "dotdot":
+            path = os.path.relpath(secret, m)
+        elif kind == "dotdot-after-normalising":
+            path = "sub/../" + os.path.relpath(secret, m)
+        elif kind == "absolute":
+            path = str(secret)
+        elif kind == "symlink":
+            (m / "link.bin").symlink_to(secret)
+            path = "link.bin"
+        elif kind == "symlinked-folder":
+            (m / "weights").symlink_to(outside, target_is_directory=True)
+            path = "weights/secret.bin"
+        else:
+            raise AssertionError(kind)
+        _set_paths(m, [path])
+        assert (m / path).resolve().read_bytes() == secret.read_bytes()  # it would be read
+        return m
+
+    return make
+
+
+ESCAPES = ["dotdot", "dotdot-after-normalising", "absolute", "symlink", "symlinked-folder"]
+REFUSAL = r"leaves the model folder|is absolute|link leading out of the model folder"
+
+
+class _NoStart:
+    def __init__(self, *a, **k):
+        raise AssertionError("a runtime was started for a refused model")
+
+
+# -- 1. weight paths confined, sizes bounded (Python, before Node or the browser) -------------
+
+@pytest.mark.parametrize("kind", ESCAPES)
+@pytest.mark.parametrize("name", ["tfjs-node", "tfjs-chromium"])
+def test_shard_outside_the_model_folder_is_refused_before_the_runtime_starts(name, kind, escape, monkeypatch):
+    m = escape(kind)
+    monkeypatch.setattr(tfjs_node, "_NodeProcess", _NoStart)
+    monkeypatch.setattr(tfjs_chromium, "_Browser", _NoStart)
+    with pytest.raises(RuntimeLoadError, match=rf"^{name}: model.json: .*({REFUSAL})") as info:
+        get_runtime(name).load(m, timeout_s=30)
+    assert "\n" not in str(info.value)
+    with pytest.raises(RuntimeLoadError, match=REFUSAL):  # the pre-flight says the same
+        inspect_artifact("tfjs", m)
+
+
+def test_edgeport_run_copies_no_outside_file_into_its_outputs(escape, reference, tmp_path):
+    from edgeport.pipeline import run_artifact
+
+    m = escape("dotdot")
+    data, _ = reference
+    np.savez(tmp_path / "in.npz", x=data.inputs["x"][:2])
+    with pytest.raises(RuntimeLoadError, match="leaves the model folder"):
+        run_artifact(m / "model.json", tmp_path / "in.npz", tmp_path / "out.npz")
+    assert not (tmp_path / "out.npz").exists()
+
+
+def test_shard_sizes_must_match_what_the_weights_declare(digits_fp16, tmp_path):
+    doc = json.loads((digits_fp16 / "model.json").read_text())
+    size = (digits_fp16 / SHARD).stat().st_size
+    declared = sum(_weight_bytes(w, "w") for w in doc["weightsManifest"][0]["weights"])
+    assert declared == size == 249596  # float32 weights stored as float16: 2 bytes each
+    model = open_model(digits_fp16, "tfjs-node")
+    assert [(s.rel, s.size) for s in model.shards] == [(SHARD, size)] and model.weight_bytes == size
+
+    longer = _copy(digits_fp16, tmp_path / "longer")
+    with open(longer / SHARD, "ab") as f:
+        f.write(b"\0" * 4)
+    with pytest.raises(RuntimeLoadError, match=rf"hold more bytes than .*declare \({size} B; '{SHARD}' reaches {size + 4} B\)"):
+        open_model(longer, "tfjs-node")
+
+    shorter = _copy(digits_fp16, tmp_path / "shorter")
+    (shorter / SHARD).write_bytes((digits_fp16 / SHARD).read_bytes()[:1000])
+    with pytest.raises(RuntimeLoadError, match=rf"hold 1000 B but its weights declare {size} B"):
+        open_model(shorter, "tfjs-chromium")
+
+    split = _copy(digits_fp16, tmp_path / "split")  # two shards adding up: fine, and in order
+    raw = (split / SHARD).read_bytes()
+    (split / "a.bin").write_bytes(raw[:100_000])
+    (split / "b.bin").write_bytes(raw[100_000:])
+    _set_paths(split, ["a.bin", "./b.bin"])
+    assert [(s.rel, s.size) for s in open_model(split, "tfjs-node").shards] == [("a.bin", 100_000), ("b.bin", size - 100_000)]
+
+
+@pytest.mark.parametrize("entry, nbytes", [
+    ({"shape": [10, 3], "dtype": "float32"}, 120),
+    ({"shape": [10, 3], "dtype": "int32"}, 120),
+    ({"shape": [10, 3], "dtype": "bool"}, 30),
+    ({"shape": [10, 3], "dtype": "complex64"}, 240),
+    ({"shape": [], "dtype": "float32"}, 4),
+    ({"shape": [0, 7], "dtype": "float32"}, 0),
+    ({"shape": [10, 3], "dtype": "float32", "quantization": {"dtype": "float16", "original_dtype": "float32"}}, 60),
+    ({"shape": [10, 3], "dtype": "float32", "quantization": {"dtype": "uint8", "min": -1.0, "scale": 0.01}}, 30),
+    ({"shape": [10, 3], "dtype": "int32", "quantization": {"dtype": "uint16", "min": 0, "scale": 1}}, 60),
+])
+def test_declared_bytes_follow_dtype_shape_and_quantization(entry, nbytes):
+    assert _weight_bytes({"name": "w", **entry}, "w") == nbytes
+
+
+@pytest.mark.parametrize("entry, why", [
+    ({"shape": [3], "dtype": "string"}, "string weights are not loaded"),
+    ({"shape": [3], "dtype": "float64"}, "dtype 'float64' is not one of"),
+    ({"shape": [3, -1], "dtype": "float32"}, "not a size >= 0"),
+    ({"shape": [True], "dtype": "float32"}, "not a size >= 0"),
+    ({"shape": [3], "dtype": "int32", "quantization": {"dtype": "float16"}}, "float16 quantization of a int32"),
+    ({"shape": [3], "dtype": "float32", "quantization": {"dtype": "uint8", "min": 0}}, "scale must be a finite"),
+    ({"shape": [3], "dtype": "float32", "quantization": {"dtype": "int4"}}, "is not uint8, uint16 or float16"),
+])
+def test_weights_tfjs_could_not_decode_are_refused(entry, why, digits_fp16, tmp_path):
+    m = _copy(digits_fp16, tmp_path / "m")
+    doc = json.loads((m / "model.json").read_text())
+    doc["weightsManifest"][0]["weights"][0] = {"name": "n0", **entry}
+    (m / "model.json").write_text(json.dumps(doc))
+    with pytest.raises(RuntimeLoadError, match=rf"^tfjs-node: model.json is not a TF.js graph model.json: weightsManifest\[0\]\.weights\[0\].*{why}"):
+        open_model(m, "tfjs-node")
+
+
+def test_a_model_json_beyond_the_limit_is_refused_unread(digits_fp16, tmp_path):
+    m = _copy(digits_fp16, tmp_path / "m")
+    with open(m / "model.json", "r+b") as f:  # sparse: 64 MB + 1 byte without writing them
+        f.truncate(MAX_MODEL_JSON_BYTES + 1)
+    t0 = time.perf_counter()
+    for call in (lambda: open_model(m, "tfjs-node"), lambda: inspect_artifact("tfjs", m)):
+        with pytest.raises(RuntimeLoadError, match="model.json is larger than 64 MB; refused"):
+            call()
+    assert time.perf_counter() - t0 < 2.0
+
+
+def test_other_refusals_name_the_file(digits_fp16, tmp_path):
+    fifo = _copy(digits_fp16, tmp_path / "fifo")
+    (fifo / SHARD).unlink()
+    os.mkfifo(fifo / SHARD)  # reading it would block forever
+    with pytest.raises(RuntimeLoadError, match=f"weight file '{SHARD}' is not a regular file"):
+        open_model(fifo, "tfjs-node")
+    gone = _copy(digits_fp16, tmp_path / "gone")
+    (gone / SHARD).unlink()
+    with pytest.raises(RuntimeLoadError, match=f"weight file '{SHARD}' does not exist"):
+        open_model(gone, "tfjs-node")
+    ops = inspect_artifact("tfjs", gone)  # the pre-flight lists a missing shard instead
+    assert ops.blocking and ops.details["missing_files"] == [SHARD]
+    for i, (bad, why) in enumerate([("a\\..\\x.bin", "backslash"), ("%2e%2e/x.bin", "'%'"),
+                                    ("x.bin?y", "'\\?'"), ("", "empty")]):
+        m = _copy(digits_fp16, tmp_path / f"p{i}")
+        _set_paths(m, [bad])
+        with pytest.raises(RuntimeLoadError, match=why):
+            open_model(m, "tfjs-node")
+
+
+# -- 1. ... and again in the JS runners, whatever Python let through -------------------------
+
+def _node_load(proc: tfjs_node._NodeProcess, model_dir: Path) -> dict:
+    return proc.call({"cmd": "load", "model": str(model_dir / "model.json"), "backend": "cpu", "threads": 1}, 60)
+
+
+def test_the_node_runner_confines_shards_itself(escape, digits_fp16, reference, tmp_path):
+    """Python's checks bypassed: node_runner.js refuses each escape, an oversize shard before
+    reading it, and a FIFO without blocking; then loads the real model in the same process."""
+    cases = [(escape(kind), "leads out of the model folder|leaves the model folder|is absolute") for kind in ESCAPES]
+    longer = _copy(digits_fp16, tmp_path / "longer")
+    with open(longer / SHARD, "ab") as f:
+        f.write(b"\0" * 8)
+    cases.append((longer, f"holds 249604 B, more than the 249596 B allowed"))
+    fifo = _copy(digits_fp16, tmp_path / "fifo")
+    (fifo / SHARD).unlink()
+    os.mkfifo(fifo / SHARD)
+    cases.append((fifo, "is not a regular file"))
+    shorter = _copy(digits_fp16, tmp_path / "shorter")
+    (shorter / SHARD).write_bytes(b"\0" * 1000)
+    cases.append((shorter, "hold 1000 B, its weights declare 249596 B"))
+    proc = tfjs_node._NodeProcess("tfjs-node")
+    try:
+        for model_dir, why in cases:
+            t0 = time.perf_counter()
+            with pytest.raises(RuntimeLoadError, match=rf"^tfjs-node: load failed: .*({why})"):
+                _node_load(proc, model_dir)
+            assert time.perf_counter() - t0 < 10, model_dir.name
+        assert proc.proc.poll() is None  # refusing is an answer, not a crash
+        ans = _node_load(proc, digits_fp16)
+        assert ans["ok"] and ans["backend"] == "cpu"
+    finally:
+        proc.stop()
+
+
+def test_the_page_confines_shards_itself(digits_fp16, reference):
+    """Python's checks bypassed: the page refuses a shard URL outside /model/ (here one the server
+    does serve, /runner/page.js) and a shard larger than the manifest declares."""
+    data, ref = reference
+    sess = get_runtime("tfjs-chromium").load(digits_fp16, timeout_s=60)
+    try:
+        doc = json.loads((digits_fp16 / "model.json").read_text())
+        for paths, why in [(["../runner/page.js"], "leaves the model folder"),
+                           (["sub/../../runner/page.js"], "leaves the model folder")]:
+            doc["weightsManifest"][0]["paths"] = paths
+            sess._routes[tfjs_chromium.MODEL_URL] = json.dumps(doc).encode()
+            with pytest.raises(RuntimeLoadError, match=f"^tfjs-chromium: load failed: .*{why}"):
+                sess._call({"cmd": "load", "model": tfjs_chromium.MODEL_URL, "backend": "wasm", "threads": 1})
+        doc["weightsManifest"][0]["paths"] = [SHARD]
+        doc["weightsManifest"][0]["weights"][-1]["shape"] = [5]  # 10 -> 5 values: 10 B fewer declared
+        sess._routes[tfjs_chromium.MODEL_URL] = json.dumps(doc).encode()
+        with pytest.raises(RuntimeLoadError, match="249596 B, more than the 249586 B allowed"):
+            sess._call({"cmd": "load", "model": tfjs_chromium.MODEL_URL, "backend": "wasm", "threads": 1})
+        out = sess.predict(data)["logits"]  # the model loaded first is still the one that runs
+        assert np.abs(out - ref).max() < 0.02
+    finally:
+        sess.close()
+
+
+# -- 2. the page server serves the page's routes and nothing else ----------------------------
+
+def _request(base: str, method: str, path: str, host: str | None = None) -> tuple[int, bytes, dict]:
+    hostport = base.split("//", 1)[1]
+    conn = http.client.HTTPConnection(hostport, timeout=10)
+    try:
+        conn.putrequest(method, path, skip_host=True)
+        conn.putheader("Host", host or hostport)
+        conn.putheader("Content-Length", "0")
+        conn.endheaders()
+        r = conn.getresponse()
+        return r.status, r.read(), dict(r.getheaders())
+    finally:
+        conn.close()
+
+
+def test_the_page_server_serves_only_its_routes(digits_fp16, tmp_path, monkeypatch):
+    (tmp_path / "secret.txt").write_text("not for the page")
+    monkeypatch.chdir(tmp_path)  # what SimpleHTTPRequestHandler's HEAD used to serve
+    sess = get_runtime("tfjs-chromium").load(digits_fp16, timeout_s=60)
+    try:
+        base = sess._browser.base
+        runner = tfjs_chromium.RUNNER_DIR
+        for method in ("GET", "HEAD"):
+            for path in ("/secret.txt", "/", "/runner/", "/model/", "/io/", "/tfjs/",
+                         "/model/../secret.txt", "/model/%2e%2e/%2e%2e/secret.txt", "/runner/package.json",
+                         "/runner/node_runner.js", "/tfjs/tfjs-core/package.json", "/model/model.json/",
+                         f"/runner/{'..%2f' * 12}etc/hostname"):
+                status, body, _ = _request(base, method, path)
+                assert status == 404, (method, path, status)
+                assert b"not for the page" not in body
+        for method in ("POST", "PUT", "DELETE", "OPTIONS", "PATCH", "PROPFIND", "TRACE"):
+            assert _request(base, method, "/runner/page.html")[0] == 405, method
+            assert _request(base, method, "/secret.txt")[0] == 405, method
+        status, body, headers = _request(base, "GET", "/runner/page.js")
+        assert status == 200 and body == (runner / "page.js").read_bytes()
+        assert headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+        status, body, _ = _request(base, "GET", f"/model/{SHARD}")
+        assert status == 200 and body == (digits_fp16 / SHARD).read_bytes()
+        status, body, headers = _request(base, "HEAD", f"/model/{SHARD}")
+        assert status == 200 and body == b"" and int(headers["Content-Length"]) == 249596
+        served = json.loads(_request(base, "GET", "/model/model.json")[1])
+        assert served == json.loads((digits_fp16 / "model.json").read_text())
+        assert _request(base, "GET", "/runner/page.js", host="attacker.example:80")[0] == 404
+    finally:
+        sess.close()
+
+
+# -- 3. a JS side that stops answering is killed within its deadline ---------------------------
+
+def _forever_model(folder: Path) -> Path:
+    """A real graph model whose execution never ends: a TF while loop (Enter/Merge/Switch/
+    NextIteration/Exit) whose condition, i == i, is always true."""
+    import base64
+
+    F, I = {"type": "DT_FLOAT"}, {"type": "DT_INT32"}
+    frame = {"s": base64.b64encode(b"forever").decode()}
+    scalar_i32 = {"tensor": {"dtype": "DT_INT32", "tensorShape": {}}}
+    shape = {"dim": [{"size": "1"}, {"size": "1"}]}
+
+    def node(name, op, inputs=(), **attr):
+        return {"name": name, "op": op, "input": list(inputs), "attr": attr}
+
+    nodes = [
+        node("x", "Placeholder", dtype=F, shape={"shape": shape}),
+        node("start", "Const", dtype=I, value=scalar_i32),
+        node("enter_i", "Enter", ["start"], T=I, frame_name=frame, is_constant={"b": False}),
+        node("enter_x", "Enter", ["x"], T=F, frame_name=frame, is_constant={"b": False}),
+        node("merge_i", "Merge", ["enter_i", "next_i"], T=I, N={"i": "2"}),
+        node("merge_x", "Merge", ["enter_x", "next_x"], T=F, N={"i": "2"}),
+        node("always", "Equal", ["merge_i", "merge_i"], T=I),
+        node("cond", "LoopCond", ["always"]),
+        node("switch_i", "Switch", ["merge_i", "cond"], T=I),
+        node("switch_x", "Switch", ["merge_x", "cond"], T=F),
+        node("body_i", "Identity", ["switch_i:1"], T=I),
+        node("body_x", "Identity", ["switch_x:1"], T=F),
+        node("one", "Const", ["^body_i"], dtype=I, value=scalar_i32),
+        node("add_i", "AddV2", ["body_i", "one"], T=I),
+        node("next_i", "NextIteration", ["add_i"], T=I),
+        node("next_x", "NextIteration", ["body_x"], T=F),
+        node("exit_x", "Exit", ["switch_x"], T=F),
+        node("Identity", "Identity", ["exit_x"], T=F),
+    ]
+    doc = {"format": "graph-model", "generatedBy": "edgeport tests", "convertedBy": None,
+           "modelTopology": {"node": nodes, "library": {}, "versions": {"producer": 1}},
+           "signature": {"inputs": {"x": {"name": "x:0", "dtype": "DT_FLOAT", "tensorShape": shape}},
+                         "outputs": {"y": {"name": "Identity:0", "dtype": "DT_FLOAT", "tensorShape": shape}}},
+           "weightsManifest": [{"paths": ["w.bin"], "weights": [{"name": "start", "shape": [], "dtype": "int32"},
+                                                                {"name": "one", "shape": [], "dtype": "int32"}]}]}
+    folder.mkdir()
+    (folder / "model.json").write_text(json.dumps(doc))
+    (folder / "w.bin").write_bytes(struct.pack("<ii", 0, 1))
+    return folder
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] in "ZX"  # reaped or zombie
+    except (OSError, IndexError):
+        return True
+
+
+@pytest.mark.parametrize("name", ["tfjs-node", "tfjs-chromium"])
+def test_a_model_that_never_finishes_is_stopped_at_the_deadline(name, tmp_path):
+    sess = get_runtime(name).load(_forever_model(tmp_path / "forever"), timeout_s=4)
+    pids = [sess._proc.proc.pid] if name == "tfjs-node" else sess._browser.processes()
+    assert pids and not any(_gone(p) for p in pids)
+    t0 = time.perf_counter()
+    with pytest.raises(RuntimeLoadError, match=rf"^{name}: no answer within 4 s \(to 'predict'\); the "
+                                               "(Node runner was killed|browser was stopped)$"):
+        sess.run({"x": np.ones((1, 1), np.float32)})
+    assert 3.9 < time.perf_counter() - t0 < 4 + 5
+    time.sleep(0.5)
+    assert all(_gone(p) for p in pids), [p for p in pids if not _gone(p)]
+    if name == "tfjs-chromium":
+        assert sess._browser.processes() == []
+    with pytest.raises(RuntimeLoadError):  # the session stays refused, it does not hang
+        sess.run({"x": np.ones((1, 1), np.float32)})
+    sess.close()
+
+
+def test_a_node_runner_that_stops_answering_while_loading_is_killed(digits_fp16, monkeypatch):
+    started: list[tfjs_node._NodeProcess] = []
+
+    class Recorded(tfjs_node._NodeProcess):
+        def __init__(self, label: str):
+            super().__init__(label)
+            started.append(self)
+
+    monkeypatch.setattr(tfjs_node, "_NodeProcess", Recorded)
+    monkeypatch.setenv(TEST_HANG_ENV, "load")  # node_runner.js busy-loops on 'load'
+    t0 = time.perf_counter()
+    with pytest.raises(RuntimeLoadError, match=r"^tfjs-node: no answer within 3 s \(to 'load'\); the Node runner was killed$"):
+        get_runtime("tfjs-node").load(digits_fp16, timeout_s=3)
+    assert time.perf_counter() - t0 < 3 + 5
+    (proc,) = started
+    assert proc.proc.returncode == -9 and _gone(proc.proc.pid)
+
+
+def test_a_page_stuck_in_a_loop_is_killed_at_the_deadline(digits_fp16, reference, monkeypatch):
+    """The page blocks its own thread (Playwright's deadlines, enforced by scripts in that page,
+    never fire): the watchdog kills the browser; no process of it is left."""
+    data, _ = reference
+    monkeypatch.setenv(TEST_HANG_ENV, "predict")
+    sess = get_runtime("tfjs-chromium").load(digits_fp16, timeout_s=4)
+    pids = sess._browser.processes()
+    t0 = time.perf_counter()
+    with pytest.raises(RuntimeLoadError, match=r"^tfjs-chromium: no answer within 4 s \(to 'predict'\); the browser was stopped$"):
+        sess.predict(data)
+    assert time.perf_counter() - t0 < 4 + tfjs_chromium.WATCHDOG_GRACE_S + tfjs_chromium.STOP_GRACE_S + 2
+    time.sleep(0.5)
+    assert pids and all(_gone(p) for p in pids) and sess._browser.processes() == []
+    sess.close()
