@@ -120,12 +120,15 @@ def _open_inside(root: Path, rel: str) -> BinaryIO:
     return os.fdopen(leaf, "rb")
 
 
-def _read_bounded(root: Path, rel: str, limit: int) -> bytes:
+def read_inside(bundle: str | Path, rel: str, limit: int) -> bytes:
+    """The bytes of ``bundle/rel``, a regular file reached without following any symlink, at most
+    ``limit`` bytes; :class:`ModelLoadError` otherwise (``FileNotFoundError`` if absent)."""
+    root = Path(os.path.realpath(bundle))
     try:
         with _open_inside(root, rel) as f:
             data = f.read(limit + 1)
     except FileNotFoundError:
-        raise ModelLoadError(f"{root} has no {rel}: not an edgeport bundle") from None
+        raise
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise ModelLoadError(f"{root / rel} is a symbolic link: a bundle holds regular files only") from None
@@ -133,6 +136,13 @@ def _read_bounded(root: Path, rel: str, limit: int) -> bytes:
     if len(data) > limit:
         raise ModelLoadError(f"{root / rel} is larger than {limit >> 20} MiB: refused unread")
     return data
+
+
+def _read_bounded(root: Path, rel: str, limit: int) -> bytes:
+    try:
+        return read_inside(root, rel, limit)
+    except FileNotFoundError:
+        raise ModelLoadError(f"{root} has no {rel}: not an edgeport bundle") from None
 
 
 # ------------------------------------------------------------------------------------------------
