@@ -48,13 +48,6 @@ class Dataset:
         """Sample ``i`` as a batch of one: every array keeps a leading axis of 1."""
         return {k: v[i:i + 1] for k, v in self.inputs.items()}
 
-    def save(self, path: Path, extra: dict[str, np.ndarray] | None = None) -> None:
-        arrays = dict(self.inputs)
-        if self.labels is not None:
-            arrays["labels"] = self.labels
-        arrays.update(extra or {})
-        np.savez_compressed(path, **arrays)
-
 
 def load_npz(path: str | Path, input_names: Sequence[str]) -> Dataset:
     """Read ``--data FILE.npz``: arrays named after the inputs (or ``x`` for a single input);

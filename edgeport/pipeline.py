@@ -15,6 +15,7 @@ from .compression import compress
 from .data import Dataset, check_against, load_npz
 from .errors import ConfigError, ConversionError, EdgeportError, ModelLoadError, RuntimeLoadError, one_line
 from .exporters import ExportJob, get_exporter
+from .exporters.isolation import export_isolated
 from .formats import Artifact, get_format
 from .precision import Precision
 from .progress import Progress
@@ -194,12 +195,7 @@ def _export_one(call: _Call, plan: Plan) -> tuple[Path, Report]:
                         calibration=source.calibration_data or source.eval_data, progress=progress,
                         workdir=Path(tmp), shared_dir=call.shared_dir, zeros=zeros)
         t0 = time.perf_counter()
-        try:
-            artifact = exporter.export(job, stage)
-        except EdgeportError:
-            raise
-        except Exception as exc:  # a converter's own crash, reported with its stage and format
-            raise ConversionError(plan.format, "export", f"{type(exc).__name__}: {one_line(exc)}") from exc
+        artifact = export_isolated(exporter, job, stage)
         timings = {"export": round(time.perf_counter() - t0, 3)}
         if artifact.fp32_bytes is None:
             artifact = replace(artifact, fp32_bytes=_fp32_bytes(exporter, job, artifact, progress))
@@ -232,7 +228,7 @@ def _fp32_bytes(exporter: Any, job: ExportJob, artifact: Artifact, progress: Pro
     dense = replace(job, module=job.source.module if job.source.module is not None else job.module,
                     plan=replace(job.plan, precision=Precision.FP32, compression=()), zeros=0.0)
     with progress.step(f"{job.plan.format}: fp32 reference export (for the size ratio)"):
-        ref = exporter.export(dense, ref_dir)
+        ref = export_isolated(exporter, dense, ref_dir, "fp32 reference export")
     return ref.total_bytes()
 
 

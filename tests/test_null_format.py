@@ -64,3 +64,25 @@ def test_a_bad_profile_fails_at_load_even_beside_a_good_target(profile, tmp_path
     assert rc == 2 and needle in err, err
     assert [ln for ln in err.splitlines() if ln.startswith("edgeport: error:")] == [err.strip()]
     assert not out.exists()
+
+
+def test_a_crashing_converter_is_one_target_s_error(profile, tmp_path, capsys, monkeypatch):
+    """The converter of one target aborts its process; the other target still ships, the run
+    ends with exit 2, and the JUnit file lists both."""
+    other = tmp_path / "other.toml"
+    other.write_text(null_format.PROFILE.replace("null-target", "null-crash"))
+    monkeypatch.setenv("EDGEPORT_TEST_CRASH_TARGET", "null-crash")
+    out, junit = tmp_path / "out", tmp_path / "checks.xml"
+    rc = main(["export", "tests/null_format.py:factory", "--target", str(other), "--target", str(profile),
+               "-o", str(out), "--junit", str(junit)])
+    captured = capsys.readouterr()
+    assert rc == 2
+    assert "null-crash: null conversion failed at export: the converter crashed (SIGABRT)" in captured.err
+    assert (out / "tiny-null-target" / "manifest.json").is_file() and not (out / "tiny-null-crash").exists()
+    assert [p.name for p in out.iterdir()] == ["tiny-null-target"]  # no staging folder left behind
+    assert "1/2 targets passed" in captured.out and "ERROR" in captured.out
+    import xml.etree.ElementTree as ET
+
+    suites = {s.get("name"): s for s in ET.parse(junit).getroot().iter("testsuite")}
+    assert set(suites) == {"null-crash", "tiny-null-target"}
+    assert suites["null-crash"].find("testcase/error") is not None

@@ -1,0 +1,91 @@
+"""Run an exporter in a child process, so a converter that crashes the process (a segfault in
+TFLiteConverter's int8 calibration, an abort in a native library) or hangs becomes a named error
+for that target instead of the end of the whole run.
+
+The child is forked: it inherits the loaded model and writes the artifact straight into the
+staging folder; only the returned :class:`~edgeport.formats.Artifact` (or the error's class and
+message) comes back through a pipe. Converters' own heavy libraries (TensorFlow, coremltools) are
+imported in the child and never in the parent.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConversionError, EdgeportError, one_line
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..formats import Artifact
+    from .base import Exporter, ExportJob
+
+#: a test hook: when this variable names a target, its child aborts the process (as a native crash would)
+CRASH_HOOK = "EDGEPORT_TEST_CRASH_TARGET"
+
+
+def _child(conn: Any, exporter: "Exporter", job: "ExportJob", out_dir: Path) -> None:
+    try:
+        if os.environ.get(CRASH_HOOK) == job.plan.target:
+            os.abort()
+        conn.send(("ok", exporter.export(job, out_dir)))
+    except EdgeportError as exc:
+        conn.send(("error", type(exc).__name__, str(exc), None))
+    except BaseException as exc:  # a converter's own exception, with the stage it came from
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        conn.send(("error", "ConversionError",
+                   f"{job.plan.format} conversion failed at export: {type(exc).__name__}: {one_line(exc)}",
+                   f"{Path(where.filename).name}:{where.lineno}"))
+    finally:
+        conn.close()
+
+
+def _rebuild(kind: str, message: str) -> EdgeportError:
+    """The child's error as an instance of the same edgeport class (message kept as is)."""
+    from .. import errors
+
+    cls = getattr(errors, kind, None)
+    if not (isinstance(cls, type) and issubclass(cls, EdgeportError)):
+        cls = EdgeportError
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    return err
+
+
+def export_isolated(exporter: "Exporter", job: "ExportJob", out_dir: Path, stage: str = "export") -> "Artifact":
+    """``exporter.export(job, out_dir)`` in a forked child, bounded by the plan's ``timeout_s``."""
+    timeout = float(job.plan.options.timeout_s)
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, exporter, job, Path(out_dir)))
+    proc.start()
+    child.close()
+    try:
+        if not parent.poll(timeout):
+            raise ConversionError(job.plan.format, stage, f"the converter did not finish within {timeout:g} s "
+                                  "(profile option timeout_s)")
+        try:
+            answer = parent.recv()
+        except EOFError:
+            proc.join(10)
+            raise ConversionError(job.plan.format, stage, _crash_message(proc.exitcode)) from None
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join(10)
+        parent.close()
+    if answer[0] == "ok":
+        return answer[1]
+    raise _rebuild(answer[1], answer[2])
+
+
+def _crash_message(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"the converter crashed ({name}); the process was isolated, other targets are unaffected"
+    return f"the converter process exited with code {code} without a result"
