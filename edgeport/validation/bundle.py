@@ -86,12 +86,15 @@ def _walk(root: Path) -> _Tree:
         rel_here = Path(here).relative_to(root).as_posix()
         prefix = "" if rel_here == "." else rel_here + "/"
         for name in list(dirs):
-            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-            if stat.S_ISLNK(st.st_mode):
-                links.append(prefix + name)
+            st = _lstat(name, dir_fd)
+            if st is None or stat.S_ISLNK(st.st_mode):
+                if st is not None:
+                    links.append(prefix + name)
                 dirs.remove(name)
         for name in names:
-            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            st = _lstat(name, dir_fd)
+            if st is None:
+                continue  # removed while walking: whoever lists it will find it missing
             if stat.S_ISLNK(st.st_mode):
                 links.append(prefix + name)
             elif stat.S_ISREG(st.st_mode):
@@ -99,6 +102,13 @@ def _walk(root: Path) -> _Tree:
             else:
                 special.append(prefix + name)
     return _Tree(files, tuple(sorted(links)), tuple(sorted(special)))
+
+
+def _lstat(name: str, dir_fd: int) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
 
 
 def _open_inside(root: Path, rel: str) -> BinaryIO:
