@@ -428,3 +428,138 @@ def test_a_page_stuck_in_a_loop_is_killed_at_the_deadline(digits_fp16, reference
     time.sleep(0.5)
     assert pids and all(_gone(p) for p in pids) and sess._browser.processes() == []
     sess.close()
+
+
+# -- 4. any model.json: the Python readers raise edgeport errors, nothing else -----------------
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from edgeport.errors import EdgeportError  # noqa: E402
+from edgeport.validation.inspect import tfjs as inspect_tfjs  # noqa: E402
+
+_KEYS = ["paths", "weights", "shape", "dtype", "quantization", "name", "node", "op", "input", "attr",
+         "signature", "inputs", "outputs", "tensorShape", "dim", "size", "unknownRank", "edgeport", "key",
+         "min", "scale", "format", "library", "function", "nodeDef", "userDefinedMetadata", "modelTopology",
+         "weightsManifest", "type", "value"]
+_ODD = ["../../../etc/hostname", "/etc/hostname", "a/../../x.bin", "..", ".", "", "a\\..\\x", "%2e%2e/x",
+        "x.bin?y", "#", "\x00", SHARD, "./" + SHARD, "sub/../" + SHARD, "../outside/secret.bin",
+        "float16", "uint8", "uint16", "int4", "string", "complex64", "bool", "int32", "float32", "DT_FLOAT",
+        "DT_INT64", "DT_BOGUS", "graph-model", "layers-model", "-1", "-2", "1e9", "99999999999999999999",
+        "9" * 5000, "Placeholder", "Const", "x", "output_0"]
+_LEAF = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.sampled_from([0, 1, -1, 2**31, 2**62]),
+                  st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12), st.sampled_from(_ODD))
+_JSON = st.recursive(_LEAF, lambda kids: st.lists(kids, max_size=4)
+                     | st.dictionaries(st.sampled_from(_KEYS) | st.text(max_size=6), kids, max_size=4), max_leaves=10)
+
+
+def _paths(doc, prefix=()):
+    yield prefix
+    items = doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else ()
+    for k, v in items:
+        yield from _paths(v, (*prefix, k))
+
+
+def _mutate(doc, path, action, value):
+    *head, last = path
+    parent = doc
+    for k in head:
+        parent = parent[k]
+    if action == "delete":
+        del parent[last]
+    elif action == "add" and isinstance(parent[last], dict):
+        parent[last][value[0]] = value[1]
+    elif action == "add" and isinstance(parent[last], list):
+        parent[last].append(value[1])
+    else:
+        parent[last] = value[1]
+
+
+@st.composite
+def _model_json_bytes(draw, base: dict) -> bytes:
+    """The real model.json, mutated: values replaced by any JSON (wrong types, huge or negative
+    sizes, odd dtypes, escaping paths), keys deleted or added; or its text damaged."""
+    import copy
+
+    doc = copy.deepcopy(base)
+    all_paths = [p for p in _paths(base) if p]
+    weight_paths = [p for p in all_paths if p[0] == "weightsManifest"]
+    for _ in range(draw(st.integers(1, 4))):
+        path = draw(st.sampled_from(weight_paths) | st.sampled_from(all_paths))
+        action = draw(st.sampled_from(["replace", "replace", "delete", "add"]))
+        value = (draw(st.sampled_from(_KEYS)), draw(_JSON))
+        try:
+            _mutate(doc, path, action, value)
+        except (KeyError, IndexError, TypeError):  # an earlier mutation changed the shape there
+            pass
+    if draw(st.booleans()) and draw(st.booleans()):
+        if draw(st.booleans()):
+            doc = draw(_JSON)  # not even an object
+    raw = json.dumps(doc).encode()
+    damage = draw(st.sampled_from(["none"] * 6 + ["truncate", "garbage", "deep", "not-utf8"]))
+    if damage == "truncate":
+        raw = raw[:draw(st.integers(0, len(raw)))]
+    elif damage == "garbage":
+        raw = draw(st.binary(max_size=64))
+    elif damage == "deep":
+        raw = b"[" * draw(st.integers(1000, 200_000))
+    elif damage == "not-utf8":
+        raw = b"\xff\xfe" + raw
+    return raw
+
+
+def test_any_mutated_model_json_raises_only_edgeport_errors(digits_fp16, tmp_path):
+    """Thousands of model.json documents, without starting Node: the reader, the confinement and
+    size checks, the graph I/O reader and the op pre-flight either accept the document (and then
+    every shard they accept is a regular file inside the folder, sizes as declared) or raise an
+    EdgeportError with a one-line message."""
+    base = json.loads((digits_fp16 / "model.json").read_text())
+    folder = tmp_path / "m"
+    folder.mkdir()
+    shutil.copyfile(digits_fp16 / SHARD, folder / SHARD)
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.bin").write_bytes(b"\0" * 16)
+    root = folder.resolve()
+    outcomes = {"accepted": 0, "refused": 0}
+
+    class _CheapGzip:  # the pre-flight's gzip sizing is not under test here; 25 ms a call is
+        @staticmethod
+        def compress(data, *a, **k):
+            return data[:8]
+
+    @settings(max_examples=3000, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(raw=_model_json_bytes(base))
+    def check(raw):
+        (folder / "model.json").write_bytes(raw)
+        calls = {"open_model": lambda: open_model(folder, "tfjs-node"),
+                 "read_graph_io": lambda: tfjs_node.read_graph_io(folder / "model.json"),
+                 "inspect": lambda: inspect_artifact("tfjs", folder)}
+        for what, call in calls.items():
+            try:
+                result = call()
+            except EdgeportError as exc:
+                assert str(exc) and "\n" not in str(exc), (what, str(exc))
+                outcomes["refused"] += 1
+                continue
+            outcomes["accepted"] += 1
+            if what == "open_model":
+                for s in result.shards:
+                    assert s.path.is_relative_to(root) and s.path.is_file() and not s.path.is_symlink()
+                assert result.weight_bytes == sum(s.size for s in result.shards)
+                assert all(s.rel == SHARD for s in result.shards)  # the only file inside
+            elif what == "read_graph_io":
+                assert all(isinstance(s.name, str) and all(isinstance(d, int) and d >= -1 for d in s.shape)
+                           for s in result.inputs)
+                assert all(isinstance(n, str) for n in result.output_names)
+            else:
+                assert all(isinstance(op, str) for op in result.used)
+
+    from unittest import mock
+
+    t0 = time.perf_counter()
+    with mock.patch.object(inspect_tfjs, "gzip", _CheapGzip):
+        check()
+    assert time.perf_counter() - t0 < 60  # ~20 s on a quiet machine
+    assert outcomes["accepted"] > 100 and outcomes["refused"] > 1000, outcomes  # both sides explored

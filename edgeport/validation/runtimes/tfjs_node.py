@@ -193,7 +193,7 @@ def _weight_bytes(w: Any, where: str) -> int:
         return n * _WEIGHT_DTYPE_BYTES[dtype]
     _want(quant, dict, f"{where}.quantization")
     qdt = quant.get("dtype")
-    if qdt not in _QUANT_DTYPE_BYTES:
+    if not isinstance(qdt, str) or qdt not in _QUANT_DTYPE_BYTES:
         raise _Bad(f"{where}.quantization.dtype {str(qdt)[:20]!r} is not uint8, uint16 or float16")
     if qdt == "float16" and dtype != "float32":
         raise _Bad(f"{where}: float16 quantization of a {dtype} weight")
