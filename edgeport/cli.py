@@ -20,6 +20,8 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("targets", help="list target profiles")
     t.add_argument("--json", action="store_true", help="print JSON")
+    t.add_argument("--ops", metavar="TARGET", help="list the ops the target's validation runtime runs "
+                   "(ios-coreml: the emulator's MIL ops)")
 
     e = sub.add_parser("export", help="export, validate and bundle a model for one or more targets")
     e.add_argument("model", help="sample:NAME | file.py:factory | package.module:factory | model.onnx | model.pt2")
@@ -37,9 +39,19 @@ def _parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="re-check bundles: hashes, re-run on golden inputs, tolerances")
     v.add_argument("bundles", nargs="+", metavar="BUNDLE")
+    v.add_argument("--verify", metavar="PUBKEY", help="also require a valid signature by this public key file")
     v.add_argument("--json", action="store_true", help="print the report(s) as JSON")
     v.add_argument("--junit", metavar="FILE.xml", help="also write the checks as JUnit XML (for CI)")
     v.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+
+    s = sub.add_parser("sign", help="sign a bundle's manifest (which covers every file) with a private key")
+    s.add_argument("bundle", metavar="BUNDLE")
+    s.add_argument("--key", required=True, metavar="PRIVATE_KEY",
+                   help="Ed25519 private key file (PEM or OpenSSH); a passphrase comes from EDGEPORT_KEY_PASSWORD")
+
+    k = sub.add_parser("keygen", help="make an Ed25519 key pair for signing bundles")
+    k.add_argument("private_key", metavar="PRIVATE_KEY")
+    k.add_argument("public_key", metavar="PUBLIC_KEY")
 
     r = sub.add_parser("run", help="run any .onnx / .tflite / .mlpackage / TF.js model.json on an npz")
     r.add_argument("artifact")
@@ -51,8 +63,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_targets(args: argparse.Namespace) -> int:
-    from .targets.profile import builtin_profiles
+    from .targets.profile import builtin_profiles, load_profile
 
+    if args.ops:
+        return _print_ops(load_profile(args.ops), args.json)
     profiles = builtin_profiles()
     if args.json:
         print(json.dumps([{"name": p.name, "format": p.format, "runtime": p.runtime,
@@ -68,6 +82,37 @@ def _cmd_targets(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def _print_ops(profile: object, as_json: bool) -> int:
+    from .errors import ConfigError
+
+    runtime = getattr(profile, "runtime")
+    if runtime != "coreml-emulator":
+        raise ConfigError(f"{getattr(profile, 'name')}: its runtime {runtime} is the real one; it runs every op "
+                          "the format defines (see its own documentation)")
+    from .validation.runtimes.coreml_emulator import supported_ops
+
+    ops = supported_ops()
+    print(json.dumps(ops) if as_json else "\n".join(ops))
+    return 0
+
+
+def _cmd_sign(args: argparse.Namespace) -> int:
+    from .validation.signing import sign_bundle
+
+    password = os.environ.get("EDGEPORT_KEY_PASSWORD")
+    path = sign_bundle(args.bundle, args.key, password.encode() if password else None)
+    print(f"signed {args.bundle}: {path}")
+    return 0
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from .validation.signing import generate_keypair
+
+    key_id = generate_keypair(args.private_key, args.public_key)
+    print(f"wrote {args.private_key} (keep it private) and {args.public_key}; key id {key_id}")
     return 0
 
 
@@ -141,7 +186,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     reports, errors = [], []
     for b in args.bundles:
         try:
-            reports.append((b, validate_bundle(b, Progress(enabled=not args.quiet and not args.json))))
+            reports.append((b, validate_bundle(b, Progress(enabled=not args.quiet and not args.json),
+                                               public_key=args.verify)))
         except EdgeportError as exc:  # one unreadable bundle does not stop the others
             errors.append((b, str(exc)))
     if args.junit:
@@ -186,15 +232,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TQDM_DISABLE", "1")  # converters' own progress bars; ours are the [edgeport] lines
     _quiet_library_loggers()
-    handler = {"targets": _cmd_targets, "export": _cmd_export, "validate": _cmd_validate, "run": _cmd_run}
+    handler = {"targets": _cmd_targets, "export": _cmd_export, "validate": _cmd_validate, "run": _cmd_run,
+               "sign": _cmd_sign, "keygen": _cmd_keygen}
+    from .validation.bundle import Terminated, sigterm_as_interrupt
+
     try:
-        return handler[args.command](args)
+        with sigterm_as_interrupt():
+            return handler[args.command](args)
     except EdgeportError as exc:
         print(f"edgeport: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Terminated as exc:
+        print(f"edgeport: terminated by signal {exc.signum}; nothing half-written was kept", file=sys.stderr)
+        return 128 + int(exc.signum)
     except KeyboardInterrupt:
         print("edgeport: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as exc:  # user code (a factory) calling sys.exit must not decide the exit code
+        print(f"edgeport: error: the model code called sys.exit({exc.code!r}) while loading", file=sys.stderr)
+        return 2
     except Exception as exc:  # an unexpected failure still gets one line; the traceback on request
         if os.environ.get("EDGEPORT_DEBUG"):
             raise

@@ -21,8 +21,8 @@ from .precision import Precision
 from .progress import Progress
 from .source import ModelSource, load_source
 from .targets.profile import TARGET_NAMES, Plan, load_profile, resolve_plan
-from .validation.bundle import (GOLDEN, REPORT, Golden, read_golden, read_manifest, staging, verify_files,
-                                write_golden, write_manifest)
+from .validation.bundle import (GOLDEN, MANIFEST_MAX_BYTES, REPORT, Golden, check_integrity, read_golden,
+                                read_inside, staging, sweep_stale, write_golden, write_manifest)
 from .validation.judge import Subject, evaluate
 from .validation.report import Check, Compression, Report
 from .version import __version__
@@ -151,6 +151,8 @@ def export(model: str | ModelSource, targets: Sequence[str], *, precision: str |
     with progress.step(f"reference outputs on {len(golden)} samples"):
         reference = reference_outputs(source, golden)
     results = []
+    if Path(out_dir).is_dir():
+        sweep_stale(out_dir)  # what killed exports left behind
     with tempfile.TemporaryDirectory(prefix="edgeport-shared-") as shared:
         call = _Call(source, Golden(golden, reference, None), golden_desc, Path(out_dir), progress, Path(shared))
         for plan in plans:
@@ -233,33 +235,40 @@ def _fp32_bytes(exporter: Any, job: ExportJob, artifact: Artifact, progress: Pro
 
 
 # ------------------------------------------------------------------------------------------------
-def validate_bundle(bundle: str | Path, progress: Progress | None = None) -> Report:
-    """Re-hash every file, re-run the artifact on the golden inputs, re-apply tolerances/budgets."""
+def validate_bundle(bundle: str | Path, progress: Progress | None = None,
+                    public_key: str | Path | None = None) -> Report:
+    """Re-hash every file (and, with ``public_key``, verify the bundle's signature), then re-run
+    the artifact on the golden inputs and re-apply the tolerances and budgets. Nothing is parsed
+    or run once integrity or the signature fails."""
     progress = progress or Progress(False)
     root = Path(bundle)
-    manifest = read_manifest(root)
+    integrity = check_integrity(root)
+    manifest = integrity.manifest
     try:
         plan = Plan.from_dict(manifest["plan"])
         art = manifest["artifact"]
         src = manifest["source"]
         fmt = get_format(art["format"])
         artifact = Artifact(fmt.name, root, str(art["entry"]), Precision.parse(art["precision"]),
-                            tuple(s["name"] for s in src["inputs"]), tuple(src["outputs"]),
+                            tuple(str(s["name"]) for s in src["inputs"]), tuple(str(o) for o in src["outputs"]),
                             fp32_bytes=art.get("fp32_bytes"))
         subject = Subject(str(manifest["model"]), str(src["task"]),
-                          src["outputs"][0] if src["task"] == "classification" else None,
+                          artifact.output_names[0] if src["task"] == "classification" else None,
                           version=__version__)
-    except (KeyError, TypeError, IndexError, EdgeportError) as exc:
+    except (KeyError, TypeError, IndexError, AttributeError, EdgeportError) as exc:
         raise ModelLoadError(f"{root / 'manifest.json'} is not a readable edgeport manifest: {exc}") from exc
-    problems = verify_files(root, manifest)
-    integrity = Check("integrity", not problems,
-                      "; ".join(problems) if problems else f"{len(manifest['files'])} files match their sha256")
-    if problems:
-        return _failed_report(subject, plan, [integrity])
+    checks = [Check("integrity", integrity.ok, integrity.detail())]
+    if public_key is not None:
+        from .validation.signing import verify_bundle_signature
+
+        sig = verify_bundle_signature(root, public_key, integrity.manifest_bytes)
+        checks.append(Check("signature", sig.ok, sig.reason))
+    if not all(c.passed for c in checks):
+        return _failed_report(subject, plan, checks)
     try:
         golden = read_golden(root / GOLDEN, list(artifact.output_names))
-    except Exception as exc:
-        return _failed_report(subject, plan, [integrity, Check("golden", False, f"cannot read {GOLDEN}: {exc}")])
+    except EdgeportError as exc:
+        return _failed_report(subject, plan, checks + [Check("golden", False, f"cannot read {GOLDEN}: {exc}")])
     stored = _stored_report(root)
     artifact = replace(artifact, facts=stored.get("precision_facts") or {})
     compression = stored.get("compression")
@@ -268,8 +277,8 @@ def validate_bundle(bundle: str | Path, progress: Progress | None = None) -> Rep
                           compression=Compression(tuple(compression["steps"]), compression.get("recovery"))
                           if isinstance(compression, dict) and isinstance(compression.get("steps"), list) else None)
     except (RuntimeLoadError, ConversionError, ValueError) as exc:
-        return _failed_report(subject, plan, [integrity, Check("rerun", False, f"{artifact.entry}: {exc}")])
-    return replace(report, checks=(integrity,) + report.checks)
+        return _failed_report(subject, plan, checks + [Check("rerun", False, f"{artifact.entry}: {exc}")])
+    return replace(report, checks=tuple(checks) + report.checks)
 
 
 def _stored_report(root: Path) -> dict[str, Any]:
@@ -277,8 +286,8 @@ def _stored_report(root: Path) -> dict[str, Any]:
     import json
 
     try:
-        doc = json.loads((root / REPORT).read_text())
-    except (OSError, ValueError):
+        doc = json.loads(read_inside(root, REPORT, MANIFEST_MAX_BYTES))
+    except (EdgeportError, OSError, ValueError):
         return {}
     return doc if isinstance(doc, dict) else {}
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .data import Dataset, TensorSpec
-from .errors import ModelLoadError
+from .errors import ModelLoadError, one_line
 from .registry import LazyRegistry
 
 TASKS = ("classification", "embedding", "generic")
@@ -175,8 +175,10 @@ def _import_factory(target: str, factory_name: str) -> Callable[[], Any]:
         sys.modules[mod_name] = module
         try:
             spec.loader.exec_module(module)
+        except SystemExit as exc:
+            raise ModelLoadError(f"importing {path} called sys.exit({exc.code!r}): nothing was exported") from None
         except Exception as exc:
-            raise ModelLoadError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
+            raise ModelLoadError(f"importing {path} failed: {type(exc).__name__}: {one_line(exc)}") from exc
     else:
         try:
             module = importlib.import_module(target)
@@ -191,8 +193,10 @@ def _import_factory(target: str, factory_name: str) -> Callable[[], Any]:
 def _from_factory(spec: str, factory: Callable[[], Any]) -> ModelSource:
     try:
         made = factory()
+    except SystemExit as exc:
+        raise ModelLoadError(f"factory {spec} called sys.exit({exc.code!r}): nothing was exported") from None
     except Exception as exc:
-        raise ModelLoadError(f"factory {spec} raised {type(exc).__name__}: {exc}") from exc
+        raise ModelLoadError(f"factory {spec} raised {type(exc).__name__}: {one_line(exc)}") from exc
     if isinstance(made, ModelSource):
         return made
     if not (isinstance(made, tuple) and len(made) == 2):
@@ -220,7 +224,7 @@ def _load_onnx(path: Path) -> ModelSource:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
     except Exception as exc:
-        raise ModelLoadError(f"{path.name} is not a readable ONNX model: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+        raise ModelLoadError(f"{path.name} is not a readable ONNX model: {one_line(exc)}") from exc
     from onnx import helper
 
     inits = {i.name for i in model.graph.initializer}
@@ -239,15 +243,10 @@ def _load_onnx(path: Path) -> ModelSource:
 
 
 def _load_pt2(path: Path) -> ModelSource:
+    """A ``torch.export`` archive, loaded as data only (see :mod:`edgeport.pt2`)."""
     if not path.is_file():
         raise ModelLoadError(f"model file not found: {path}")
-    import torch
+    from .pt2 import load_pt2
 
-    try:
-        ep = torch.export.load(str(path))
-    except Exception as exc:
-        raise ModelLoadError(f"{path.name} is not a readable torch.export program: {exc}") from exc
-    args = ep.example_inputs[0] if ep.example_inputs else None
-    if not args:
-        raise ModelLoadError(f"{path.name} carries no example inputs; save it with torch.export.save")
-    return ModelSource(name=path.stem, module=ep.module(), example_inputs=tuple(args))
+    module, args = load_pt2(path)
+    return ModelSource(name=path.stem, module=module, example_inputs=args)

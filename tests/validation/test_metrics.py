@@ -37,14 +37,20 @@ def test_divergence_fails_the_checks(digits, tmp_path):
     manifest = json.loads((res.bundle / "manifest.json").read_text())
     from edgeport.targets.profile import Plan
 
+    from edgeport.formats import Artifact
+    from edgeport.precision import Precision
+    from edgeport.validation.bundle import Golden
+    from edgeport.validation.judge import Subject
+
     plan = Plan.from_dict(manifest["plan"])
     shifted = {"logits": golden.reference["logits"][::-1].copy()}  # references of other samples
-    r = evaluate(model="digits_cnn", version="t", root=res.bundle, entry="model.onnx", files=["model.onnx"],
-                 plan=plan, golden=golden.data, reference=shifted, task="classification", fp32_bytes=1)
+    artifact = Artifact("onnx", res.bundle, "model.onnx", Precision.FP16, ("x",), ("logits",), fp32_bytes=1)
+    r = evaluate(artifact, plan, Golden(golden.data, shifted, None),
+                 Subject("digits_cnn", "classification", "logits", version="t"))
     failed = {c.name for c in r.failed_checks}
     assert not r.passed and {"parity", "top1_agreement"} <= failed
     out = r.parity.outputs[0]
-    assert out["passed"] is False and out["cosine"] < 0.9
+    assert out.passed is False and out.cosine < 0.9
 
 
 def test_slow_runtimes_get_fewer_timing_runs():
