@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--out", help="write outputs to this .npz (keys = output names)")
     r.add_argument("--runtime", help="runtime name (default: from the artifact's format)")
     r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="give up on a run that takes longer (default: 600)")
     return p
 
 
@@ -209,7 +211,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import run_artifact
 
-    outputs = run_artifact(args.artifact, args.data, args.out, args.runtime, args.threads)
+    outputs = run_artifact(args.artifact, args.data, args.out, args.runtime, args.threads, args.timeout)
     for name, arr in outputs.items():
         print(f"{name}: shape {tuple(arr.shape)} dtype {arr.dtype}")
     if args.out:

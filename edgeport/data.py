@@ -85,3 +85,7 @@ def check_against(data: Dataset, specs: Sequence[tuple[str, tuple[int, ...], str
             raise ModelLoadError(f"data input {name!r} has per-sample shape {got}, model expects {want}")
         if np.dtype(dtype).kind != arr.dtype.kind and not (np.dtype(dtype).kind in "iu" and arr.dtype.kind in "iu"):
             raise ModelLoadError(f"data input {name!r} is {arr.dtype}, model expects {dtype}")
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            bad = int((~np.isfinite(arr.reshape(len(arr), -1))).any(1).argmax())
+            raise ModelLoadError(f"data input {name!r} holds NaN or infinity (first in sample {bad}); "
+                                 "parity cannot be judged on such inputs")

@@ -30,6 +30,8 @@ from .version import __version__
 #: golden inputs kept in a bundle are capped at this many raw bytes (first samples kept)
 GOLDEN_MAX_BYTES = 48 * 1024 * 1024
 RANDOM_SAMPLES = 32
+#: seconds ``edgeport run`` and an ONNX source's reference run may take (profiles set their own)
+RUN_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -99,14 +101,30 @@ def prepare_source(model: str | ModelSource, data: str | Path | Dataset | None) 
 
 def reference_outputs(source: ModelSource, data: Dataset, module: Any | None = None) -> dict[str, np.ndarray]:
     """The source model's outputs on ``data``: its torch module (or ``module``), or for an ONNX
-    source the same onnxruntime session edgeport judges with."""
+    source the same onnxruntime session edgeport judges with (in a child process, like every
+    runtime run). Outputs that are not finite are refused: parity cannot be judged against them."""
     if module is not None or source.module is not None:
-        return source.reference(data, module)
+        outputs = source.reference(data, module)
+    else:
+        from .exporters.isolation import call_isolated
+
+        values = call_isolated(_onnx_outputs, (Path(source.onnx_path), data), RUN_TIMEOUT_S,
+                               "onnxruntime (the ONNX source's reference run)")
+        outputs = dict(zip(source.output_names, values))
+    for name, arr in outputs.items():
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            bad = int((~np.isfinite(arr.reshape(len(arr), -1))).any(1).argmax())
+            raise ModelLoadError(f"the source model's output {name!r} is NaN or infinite (first on sample {bad}); "
+                                 "parity cannot be judged against it — check the model and the inputs")
+    return outputs
+
+
+def _onnx_outputs(path: Path, data: Dataset) -> list[np.ndarray]:
     from .validation.runtimes import get_runtime
 
-    session = get_runtime("onnxruntime").load(Path(source.onnx_path))
+    session = get_runtime("onnxruntime").load(path)
     try:
-        return dict(zip(source.output_names, session.predict(data).values()))
+        return list(session.predict(data).values())
     finally:
         session.close()
 
@@ -300,22 +318,19 @@ def _failed_report(subject: Subject, plan: Plan, checks: list[Check]) -> Report:
 
 # ------------------------------------------------------------------------------------------------
 def run_artifact(artifact: str | Path, data: str | Path, out: str | Path | None = None,
-                 runtime: str | None = None, threads: int = 1) -> dict[str, np.ndarray]:
-    """Run any artifact on an npz of inputs (first axis = samples); write outputs to ``out``."""
-    from .validation.runtimes import get_runtime, runtime_for_path
+                 runtime: str | None = None, threads: int = 1, timeout_s: float = RUN_TIMEOUT_S) -> dict[str, np.ndarray]:
+    """Run any artifact on an npz of inputs (first axis = samples); write outputs to ``out``.
+    The run happens in a child process bounded by ``timeout_s``."""
+    from .exporters.isolation import call_isolated
+    from .validation.runtimes import runtime_for_path
 
     path = Path(artifact)
     if not path.exists():
         raise ModelLoadError(f"no such artifact: {path}")
     if threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
-    session = get_runtime(runtime or runtime_for_path(path)).load(path, threads=threads)
-    try:
-        ds = load_npz(data, [s.name for s in session.input_specs])
-        check_against(ds, [(s.name, s.shape, s.dtype) for s in session.input_specs])
-        outputs = session.predict(ds)
-    finally:
-        session.close()
+    name = runtime or runtime_for_path(path)
+    outputs = call_isolated(_run_once, (name, path, Path(data), threads), timeout_s, name)
     if out is not None:
         out_path = Path(out)
         out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -326,3 +341,15 @@ def run_artifact(artifact: str | Path, data: str | Path, out: str | Path | None 
         finally:
             tmp.unlink(missing_ok=True)
     return outputs
+
+
+def _run_once(name: str, path: Path, data: Path, threads: int) -> dict[str, np.ndarray]:
+    from .validation.runtimes import get_runtime
+
+    session = get_runtime(name).load(path, threads=threads)
+    try:
+        ds = load_npz(data, [s.name for s in session.input_specs])
+        check_against(ds, [(s.name, s.shape, s.dtype) for s in session.input_specs])
+        return session.predict(ds)
+    finally:
+        session.close()

@@ -105,3 +105,26 @@ def test_a_factory_calling_sys_exit_is_exit_2(tmp_path, code, needle):
     out = tmp_path / "out"
     assert_one_line_error(run_cli("export", f"{f}:make", "--target", "local-onnx", "-o", str(out)), needle)
     assert not out.exists()
+
+
+def test_a_model_that_never_ends_is_stopped_by_the_timeout(tmp_path):
+    """An ONNX Loop with an enormous trip count: `run` gives up after --timeout, naming why."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    body = helper.make_graph(
+        [helper.make_node("Add", ["acc_in", "one"], ["acc_out"]), helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []), helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_in", TensorProto.FLOAT, [1, 1])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []), helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, [1, 1])],
+        [helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])])
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["trips", "cond", "x"], ["y"], body=body)], "spin",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+        [helper.make_tensor("trips", TensorProto.INT64, [], [2 ** 62]), helper.make_tensor("cond", TensorProto.BOOL, [], [True])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+    onnx.save(model, str(tmp_path / "spin.onnx"))
+    np.savez(tmp_path / "x.npz", x=np.zeros((1, 1), np.float32))
+    proc = run_cli("run", str(tmp_path / "spin.onnx"), "--data", str(tmp_path / "x.npz"), "--timeout", "3", timeout=120)
+    assert_one_line_error(proc, "onnxruntime did not finish within 3 s")

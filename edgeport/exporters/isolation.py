@@ -12,9 +12,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import ConversionError, EdgeportError, one_line
 
@@ -26,18 +25,15 @@ if TYPE_CHECKING:  # pragma: no cover
 CRASH_HOOK = "EDGEPORT_TEST_CRASH_TARGET"
 
 
-def _child(conn: Any, exporter: "Exporter", job: "ExportJob", out_dir: Path) -> None:
+def _child(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...], label: str) -> None:
     try:
-        if os.environ.get(CRASH_HOOK) == job.plan.target:
+        if os.environ.get(CRASH_HOOK) == label:
             os.abort()
-        conn.send(("ok", exporter.export(job, out_dir)))
+        conn.send(("ok", fn(*args)))
     except EdgeportError as exc:
-        conn.send(("error", type(exc).__name__, str(exc), None))
-    except BaseException as exc:  # a converter's own exception, with the stage it came from
-        where = traceback.extract_tb(exc.__traceback__)[-1]
-        conn.send(("error", "ConversionError",
-                   f"{job.plan.format} conversion failed at export: {type(exc).__name__}: {one_line(exc)}",
-                   f"{Path(where.filename).name}:{where.lineno}"))
+        conn.send(("error", type(exc).__name__, str(exc)))
+    except BaseException as exc:  # a library's own exception, kept as one line
+        conn.send(("error", "", f"{type(exc).__name__}: {one_line(exc)}"))
     finally:
         conn.close()
 
@@ -54,23 +50,24 @@ def _rebuild(kind: str, message: str) -> EdgeportError:
     return err
 
 
-def export_isolated(exporter: "Exporter", job: "ExportJob", out_dir: Path, stage: str = "export") -> "Artifact":
-    """``exporter.export(job, out_dir)`` in a forked child, bounded by the plan's ``timeout_s``."""
-    timeout = float(job.plan.options.timeout_s)
+def call_isolated(fn: Callable[..., Any], args: tuple[Any, ...], timeout_s: float, what: str,
+                  label: str = "") -> Any:
+    """``fn(*args)`` in a forked child, its result returned; a crash, a hang past ``timeout_s``
+    or an exception becomes an :class:`EdgeportError` naming ``what``. ``label`` names the
+    call for the crash test hook."""
     ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, exporter, job, Path(out_dir)))
+    proc = ctx.Process(target=_child, args=(child, fn, args, label))
     proc.start()
     child.close()
     try:
-        if not parent.poll(timeout):
-            raise ConversionError(job.plan.format, stage, f"the converter did not finish within {timeout:g} s "
-                                  "(profile option timeout_s)")
+        if not parent.poll(timeout_s):
+            raise _Timeout(f"{what} did not finish within {timeout_s:g} s (profile option timeout_s)")
         try:
             answer = parent.recv()
         except EOFError:
             proc.join(10)
-            raise ConversionError(job.plan.format, stage, _crash_message(proc.exitcode)) from None
+            raise _Crash(f"{what} {_crash_message(proc.exitcode)}") from None
     finally:
         if proc.is_alive():
             proc.kill()
@@ -78,7 +75,32 @@ def export_isolated(exporter: "Exporter", job: "ExportJob", out_dir: Path, stage
         parent.close()
     if answer[0] == "ok":
         return answer[1]
+    if not answer[1]:
+        raise _Failure(f"{what} failed: {answer[2]}")
     raise _rebuild(answer[1], answer[2])
+
+
+class _Timeout(EdgeportError):
+    pass
+
+
+class _Crash(EdgeportError):
+    pass
+
+
+class _Failure(EdgeportError):
+    pass
+
+
+def export_isolated(exporter: "Exporter", job: "ExportJob", out_dir: Path, stage: str = "export") -> "Artifact":
+    """``exporter.export(job, out_dir)`` in a forked child, bounded by the plan's ``timeout_s``;
+    a crash, hang or converter exception is a :class:`ConversionError` of that format."""
+    fmt = job.plan.format
+    try:
+        return call_isolated(exporter.export, (job, Path(out_dir)), float(job.plan.options.timeout_s),
+                             "the converter", label=job.plan.target)
+    except (_Timeout, _Crash, _Failure) as exc:
+        raise ConversionError(fmt, stage, str(exc)) from None
 
 
 def _crash_message(code: int | None) -> str:
@@ -87,5 +109,5 @@ def _crash_message(code: int | None) -> str:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
-        return f"the converter crashed ({name}); the process was isolated, other targets are unaffected"
-    return f"the converter process exited with code {code} without a result"
+        return f"crashed ({name}); the process was isolated, other targets are unaffected"
+    return f"exited with code {code} without a result"

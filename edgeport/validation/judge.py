@@ -95,7 +95,7 @@ def parity_of(reference: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarr
     samples = stats[0].samples if stats else 0
     detail = ("; ".join(value_problems) if value_problems else
               f"{len(outs)} output(s) within {plan.precision.value} tolerance "
-              f"(worst cosine {min(o.cosine for o in outs):.6f}, sqnr {min(o.sqnr_db for o in outs):.1f} dB)")
+              f"(worst cosine {min(s.cosine for s in stats):.6f}, sqnr {min(s.sqnr_db for s in stats):.1f} dB)")
     checks = [Check("parity", not value_problems, detail)]
     if agreement is not None:
         checks.append(Check("top1_agreement", agreement >= tol.top1_agreement_min,
@@ -105,20 +105,32 @@ def parity_of(reference: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarr
 
 def run_runtime(name: str, artifact: "Artifact", plan: "Plan", golden: Dataset,
                 progress: Progress) -> tuple[dict[str, np.ndarray], Latency, dict[str, Any]]:
-    """Load the artifact in runtime ``name``, run every golden sample, time one of them."""
-    runtime = get_runtime(name)
+    """Load the artifact in runtime ``name``, run every golden sample, time one of them — in a
+    child process bounded by the plan's ``timeout_s``: a runtime that hangs (an ONNX ``Loop``
+    with a huge trip count) or crashes is a :class:`RuntimeLoadError`, not a stuck release gate."""
+    from ..exporters.isolation import call_isolated
+
     with progress.step(f"{name}: load and run {len(golden)} samples"):
-        session = runtime.load(artifact.path, threads=plan.latency.threads, **plan.options.runtime_options())
         try:
-            t0 = time.perf_counter()
-            produced = session.predict(golden)
-            per_sample = (time.perf_counter() - t0) / max(len(golden), 1)
-            warmup, runs = _timing_runs(plan, per_sample)
-            timing = session.time(golden.sample(0), warmup, runs)
-            facts = session.facts()
-        finally:
-            session.close()
+            produced, timing, facts = call_isolated(_measure, (name, artifact.path, plan, golden),
+                                                    float(plan.options.timeout_s), name)
+        except RuntimeLoadError:
+            raise
+        except EdgeportError as exc:
+            raise RuntimeLoadError(str(exc)) from None
     return _aligned(list(artifact.output_names), produced), summarize(timing), facts
+
+
+def _measure(name: str, path: Path, plan: "Plan", golden: Dataset) -> tuple[dict[str, np.ndarray], Any, dict]:
+    session = get_runtime(name).load(path, threads=plan.latency.threads, **plan.options.runtime_options())
+    try:
+        t0 = time.perf_counter()
+        produced = session.predict(golden)
+        per_sample = (time.perf_counter() - t0) / max(len(golden), 1)
+        warmup, runs = _timing_runs(plan, per_sample)
+        return produced, session.time(golden.sample(0), warmup, runs), session.facts()
+    finally:
+        session.close()
 
 
 def _timing_runs(plan: "Plan", per_sample_s: float) -> tuple[int, int]:

@@ -10,7 +10,11 @@ import numpy as np
 @dataclass(frozen=True)
 class ErrorStats:
     """Per-output statistics over all samples. ``cosine`` is the mean of per-sample cosines,
-    ``cosine_min`` the worst sample; ``sqnr_db`` is over all elements (inf when identical)."""
+    ``cosine_min`` the worst sample; ``sqnr_db`` is over all elements (inf when identical).
+
+    An output with one value per sample (a regression head, a score) has no per-sample
+    direction — its cosine would always be ±1 — so it is compared over the batch: ``cosine`` is
+    the cosine between the vectors of all samples' values."""
 
     name: str
     samples: int
@@ -28,6 +32,8 @@ class ErrorStats:
         diff = np.abs(ref - got)
         n = ref.shape[0] if ref.ndim else 1
         r2, g2 = ref.reshape(n, -1), got.reshape(n, -1)
+        if r2.shape[1] == 1:  # one value per sample: judged over the batch
+            r2, g2 = r2.reshape(1, -1), g2.reshape(1, -1)
         dot = (r2 * g2).sum(1)
         norms = np.linalg.norm(r2, axis=1) * np.linalg.norm(g2, axis=1)
         cos = np.where(norms > 0, dot / np.maximum(norms, 1e-300), np.where(np.abs(dot) == 0, 1.0, 0.0))
@@ -39,14 +45,17 @@ class ErrorStats:
                    float(diff.max(initial=0.0)) / scale, float(cos.mean()), float(cos.min()), sqnr)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in asdict(self).items()}
         d["sqnr_db"] = _finite(self.sqnr_db)
         return d
 
 
-def _finite(x: float) -> float:
-    """JSON has no infinity: an exact match is reported as 999 dB."""
-    return 999.0 if not np.isfinite(x) else round(float(x), 3)
+def _finite(x: float) -> float | None:
+    """JSON has no infinity: an exact match is reported as 999 dB; NaN (the artifact produced
+    NaN) as null — never as a figure that looks good."""
+    if np.isnan(x):
+        return None
+    return 999.0 if np.isinf(x) and x > 0 else round(float(x), 3)
 
 
 def top1_agreement(reference: np.ndarray, actual: np.ndarray) -> float:

@@ -35,8 +35,8 @@ def render_report(report: Report, bundle: str | None = None) -> str:
     lines.append(f"  parity    {p.get('samples')} samples in {r['runtime']}"
                  + (f", top-1 agreement {agree:.4f}" if agree is not None else ""))
     for o in p.get("outputs", []):
-        lines.append(f"            {o['name']}: max_abs {o['max_abs']:.3g}  cosine {o['cosine']:.6f}  "
-                     f"sqnr {o['sqnr_db']:.1f} dB  {'ok' if o['passed'] else 'FAIL'}")
+        lines.append(f"            {o['name']}: max_abs {_f(o['max_abs'], '.3g')}  cosine {_f(o['cosine'], '.6f')}  "
+                     f"sqnr {_f(o['sqnr_db'], '.1f')} dB  {'ok' if o['passed'] else 'FAIL'}")
     if r["accuracy"]:
         a = r["accuracy"]
         lines.append(f"  accuracy  {a['metric']} {a['artifact']:.4f} (source {a['reference']:.4f}, "

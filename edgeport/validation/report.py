@@ -26,12 +26,12 @@ class OutputParity:
 
     name: str
     samples: int
-    max_abs: float
-    mean_abs: float
-    max_abs_rel: float
-    cosine: float
-    cosine_min: float
-    sqnr_db: float
+    max_abs: float | None
+    mean_abs: float | None
+    max_abs_rel: float | None
+    cosine: float | None
+    cosine_min: float | None
+    sqnr_db: float | None   # None: the artifact's output held NaN
     passed: bool
 
     def to_dict(self) -> dict[str, Any]:
@@ -52,8 +52,9 @@ class Parity:
     runtime_facts: Mapping[str, Any] = field(default_factory=dict)
 
     @property
-    def cosine_min(self) -> float:
-        return min((o.cosine_min for o in self.outputs), default=1.0)
+    def cosine_min(self) -> float | None:
+        values = [o.cosine_min for o in self.outputs]
+        return None if any(v is None for v in values) else min(values, default=1.0)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"samples": self.samples, "top1_agreement": self.top1_agreement,

@@ -9,7 +9,7 @@ from coreml_helpers import PRECISIONS, run_every_precision
 from coreml_helpers import export_coreml as export
 from edgeport.validation.metrics import ErrorStats, top1_accuracy, top1_agreement
 from edgeport.validation.runtimes import get_runtime
-from edgeport.validation.tolerances import TOLERANCES
+from edgeport.targets.tolerances import TOLERANCES
 
 @pytest.fixture(scope="module")
 def text_runs(text_transformer, tmp_path_factory):
