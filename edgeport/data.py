@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import ModelLoadError
+from .errors import ModelLoadError, one_line
 
 
 @dataclass(frozen=True)
@@ -49,17 +49,26 @@ class Dataset:
         return {k: v[i:i + 1] for k, v in self.inputs.items()}
 
 
+#: a --data file larger than this is refused; its arrays are read into memory
+MAX_DATA_BYTES = 8 << 30
+
+
 def load_npz(path: str | Path, input_names: Sequence[str]) -> Dataset:
     """Read ``--data FILE.npz``: arrays named after the inputs (or ``x`` for a single input);
-    a bundle's ``golden.npz`` is accepted too."""
+    a bundle's ``golden.npz`` is accepted too. The file is data: no pickles, numeric arrays only,
+    every problem one :class:`ModelLoadError` naming the array."""
     p = Path(path)
     try:
-        with np.load(p, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        size = p.stat().st_size
     except FileNotFoundError:
         raise ModelLoadError(f"data file not found: {p}") from None
-    except Exception as exc:  # zipfile / pickle / value errors all mean "not a readable npz"
-        raise ModelLoadError(f"cannot read data file {p}: {exc}") from exc
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read data file {p}: {exc.strerror}") from None
+    if not p.is_file():
+        raise ModelLoadError(f"data file {p} is not a regular file")
+    if size > MAX_DATA_BYTES:
+        raise ModelLoadError(f"data file {p.name} is {size} bytes; more than {MAX_DATA_BYTES} bytes is refused")
+    arrays = _read_arrays(p)
     labels = arrays.pop("labels", None)
     inputs: dict[str, np.ndarray] = {}
     for name in input_names:
@@ -72,7 +81,34 @@ def load_npz(path: str | Path, input_names: Sequence[str]) -> Dataset:
         else:
             raise ModelLoadError(f"data file {p.name} has no array named {name!r} "
                                  f"(has: {', '.join(sorted(arrays)) or 'nothing'})")
+    for name, arr in list(inputs.items()) + ([("labels", labels)] if labels is not None else []):
+        if arr.ndim == 0:
+            raise ModelLoadError(f"data array {name!r} is a single value; the first axis must be the samples")
+        if len(arr) == 0:
+            raise ModelLoadError(f"data array {name!r} has no samples")
+        if arr.dtype.kind not in "biuf":
+            raise ModelLoadError(f"data array {name!r} is {arr.dtype}; only numeric arrays are accepted")
+    inputs = {k: (v.astype(v.dtype.newbyteorder("=")) if v.dtype.byteorder == ">" else v) for k, v in inputs.items()}
+    if labels is not None and labels.dtype.byteorder == ">":
+        labels = labels.astype(labels.dtype.newbyteorder("="))
     return Dataset(inputs, labels, description=p.name)
+
+
+def _read_arrays(p: Path) -> dict[str, np.ndarray]:
+    import zipfile
+
+    if not zipfile.is_zipfile(p):
+        kind = "a single .npy array" if p.read_bytes()[:6] == b"\x93NUMPY" else "not an .npz file"
+        raise ModelLoadError(f"data file {p.name} is {kind}; save inputs with numpy.savez(FILE, name=array, ...)")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise ModelLoadError(f"data file {p.name} holds Python objects; only numeric arrays are accepted") from None
+        raise ModelLoadError(f"cannot read data file {p.name}: {one_line(exc)}") from None
+    except Exception as exc:  # zip / header errors all mean "not a readable npz"
+        raise ModelLoadError(f"cannot read data file {p.name}: {type(exc).__name__}: {one_line(exc)}") from None
 
 
 def check_against(data: Dataset, specs: Sequence[tuple[str, tuple[int, ...], str]]) -> None:

@@ -75,7 +75,12 @@ def golden_inputs(source: ModelSource) -> tuple[Dataset, str]:
     if source.eval_data is not None:
         data = source.eval_data
         per_sample = sum(v[0].nbytes for v in data.inputs.values()) or 1
-        return data.take(max(1, GOLDEN_MAX_BYTES // per_sample)), data.description or "eval data"
+        kept = data.take(max(1, GOLDEN_MAX_BYTES // per_sample))
+        desc = data.description or "eval data"
+        if len(kept) < len(data):
+            desc += (f" — the first {len(kept)} of {len(data)} samples: golden inputs are capped at "
+                     f"{GOLDEN_MAX_BYTES >> 20} MB")
+        return kept, desc
     rng = np.random.default_rng(0)
     inputs = {}
     for spec, ex in zip(source.input_specs, source.example_inputs):

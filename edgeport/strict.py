@@ -80,9 +80,11 @@ def coerce(where: str, key: str, value: Any, annotation: Any, meta: Mapping[str,
 
 def from_table(cls: type[T], table: Mapping[str, Any] | None, where: str) -> T:
     """An instance of the frozen dataclass ``cls`` from ``table``; defaults fill what is absent."""
-    table = dict(table or {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where} must be a table")
+    if table is None:
+        table = {}
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where} must be a table, got {table!r}"[:200])
+    table = dict(table)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     check_keys(where, table, list(fields))
     hints = typing.get_type_hints(cls)
