@@ -77,10 +77,10 @@ def main() -> None:
                 t0 = time.perf_counter()
                 (res,) = export(src, ["local-onnx"], precision=prec, out_dir=Path(tmp) / prec)
                 r = res.report
-                rows.append({"model": name, "precision": prec, "size_kb": r.size["artifact_bytes"] / 1024,
-                             "ratio": r.size["ratio"], "agreement": r.parity["top1_agreement"],
-                             "accuracy": r.accuracy["artifact"] if r.accuracy else None,
-                             "p50_ms": r.latency["p50_ms"], "export_s": time.perf_counter() - t0,
+                rows.append({"model": name, "precision": prec, "size_kb": r.size.artifact_bytes / 1024,
+                             "ratio": r.size.ratio, "agreement": r.parity.top1_agreement,
+                             "accuracy": r.accuracy.artifact if r.accuracy else None,
+                             "p50_ms": r.latency.p50_ms, "export_s": time.perf_counter() - t0,
                              "passed": r.passed})
             for dynamo in (True, False):
                 rows.append(baseline(src, golden, reference, Path(tmp), dynamo))

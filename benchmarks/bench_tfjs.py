@@ -85,7 +85,7 @@ def main() -> None:
                 art = get_exporter("tfjs").export(ExportJob(src, src.module, plan, None, SILENT, work),
                                                   tmp_p / f"ours-{prec}")
                 raw, gz = sizes(art.path.parent)
-                fp32_bytes = fp32_bytes or art.facts["fp32_bytes"]
+                fp32_bytes = fp32_bytes or art.fp32_bytes
                 rows.append({"model": name, "variant": f"edgeport {prec}", "size_kb": raw / 1024,
                              "gzip_kb": gz / 1024, "ratio": raw / fp32_bytes,
                              "export_s": time.perf_counter() - t0, **judge(art.path, golden, reference, runtimes)})
