@@ -15,8 +15,11 @@ import numpy as np
 
 from ..data import Dataset
 from ..errors import EdgeportError, RuntimeLoadError, one_line
+from ..precision import Precision
 from ..progress import Progress
+from ..targets.tolerances import TOLERANCES
 from .inspect import inspect_artifact
+from .layout import to_source_layout
 from .latency import summarize
 from .metrics import top1_accuracy
 from .report import Accuracy, Check, Compression, Latency, OutputParity, Parity, Report, RuntimeRun, Size
@@ -27,6 +30,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..formats import Artifact
     from ..targets.profile import Plan
     from .bundle import Golden
+
+#: how far a compressed artifact may drift from the original model on any output: the loosest row
+#: of the tolerance table (4-bit palettization's)
+COMPRESSION_TOLERANCE = TOLERANCES[Precision.LUT4]
 
 #: seconds one latency measurement may take; a slow runtime (TF.js cpu backend on a CNN, the
 #: reference kernels) gets fewer runs rather than minutes of timing — the report states the count
@@ -101,6 +108,19 @@ def parity_of(reference: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarr
         checks.append(Check("top1_agreement", agreement >= tol.top1_agreement_min,
                             f"{agreement:.4f} on {samples} samples (min {tol.top1_agreement_min})"))
     return Parity(samples=samples, top1_agreement=agreement, outputs=tuple(outs)), checks
+
+
+def _vs_original(reference: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarray], plan: "Plan",
+                 subject: Subject) -> tuple[Parity, list[Check]]:
+    """The compressed artifact against the *original* model, on every output: a check of its own
+    with :data:`COMPRESSION_TOLERANCE` (compression is meant to change outputs a little; labelled
+    data judges how much that costs, this catches an output it ruined, labels or not)."""
+    from dataclasses import replace
+
+    loose = replace(plan, tolerance=COMPRESSION_TOLERANCE)
+    parity, checks = parity_of(reference, actual, loose, subject)
+    return parity, [Check(f"vs_original:{c.name}", c.passed, c.detail.replace("lut4", "compression"))
+                    for c in checks]
 
 
 def run_runtime(name: str, artifact: "Artifact", plan: "Plan", golden: Dataset,
@@ -196,14 +216,16 @@ def evaluate(artifact: "Artifact", plan: "Plan", golden: "Golden", subject: Subj
     checks = [ops_check] if ops_check else []
 
     actual, latency, runtime_facts = run_runtime(plan.runtime, artifact, plan, golden.data, progress)
+    actual, layouts = to_source_layout(parity_ref, actual)
     parity, pchecks = parity_of(parity_ref, actual, plan, subject)
     reference_name = "compressed source model" if golden.converted_reference is not None else "source model"
     vs_original = None
     if golden.converted_reference is not None:
-        vs_original, _ = parity_of(golden.reference, actual, plan, subject)
+        vs_original, vchecks = _vs_original(golden.reference, actual, plan, subject)
+        pchecks += vchecks
     parity = Parity(parity.samples, parity.top1_agreement, parity.outputs, reference=reference_name,
                     runtime=plan.runtime, golden_inputs=subject.golden_inputs, vs_original=vs_original,
-                    runtime_facts=runtime_facts)
+                    runtime_facts={**runtime_facts, "output_layout": layouts})
     checks += pchecks
     accuracy, achecks = _accuracy(golden, actual, plan, subject)
     checks += achecks
@@ -212,6 +234,7 @@ def evaluate(artifact: "Artifact", plan: "Plan", golden: "Golden", subject: Subj
     for name in plan.extra_runtimes:
         try:
             out_x, lat_x, _ = run_runtime(name, artifact, plan, golden.data, progress)
+            out_x, _ = to_source_layout(parity_ref, out_x)
         except Exception as exc:  # a runtime that cannot run the artifact is a failed check
             checks.append(Check(f"runtime:{name}", False, f"{type(exc).__name__}: {one_line(exc)}"))
             extra_runs.append(RuntimeRun(name, error=one_line(exc)))
