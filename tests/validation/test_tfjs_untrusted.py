@@ -433,7 +433,7 @@ def test_a_page_stuck_in_a_loop_is_killed_at_the_deadline(digits_fp16, reference
 # -- 4. any model.json: the Python readers raise edgeport errors, nothing else -----------------
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from edgeport.errors import EdgeportError  # noqa: E402
@@ -451,7 +451,7 @@ _ODD = ["../../../etc/hostname", "/etc/hostname", "a/../../x.bin", "..", ".", ""
 _LEAF = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.sampled_from([0, 1, -1, 2**31, 2**62]),
                   st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12), st.sampled_from(_ODD))
 _JSON = st.recursive(_LEAF, lambda kids: st.lists(kids, max_size=4)
-                     | st.dictionaries(st.sampled_from(_KEYS) | st.text(max_size=6), kids, max_size=4), max_leaves=10)
+                     | st.dictionaries(st.sampled_from(_KEYS) | st.text(max_size=6), kids, max_size=3), max_leaves=6)
 
 
 def _paths(doc, prefix=()):
@@ -476,34 +476,33 @@ def _mutate(doc, path, action, value):
         parent[last] = value[1]
 
 
+_ACTIONS = st.sampled_from(["replace", "replace", "delete", "add"])
+_DAMAGE = st.sampled_from(["none"] * 6 + ["truncate", "garbage", "deep", "not-utf8"])
+
+
 @st.composite
-def _model_json_bytes(draw, base: dict) -> bytes:
+def _model_json_bytes(draw, base_text: str, paths: st.SearchStrategy) -> bytes:
     """The real model.json, mutated: values replaced by any JSON (wrong types, huge or negative
     sizes, odd dtypes, escaping paths), keys deleted or added; or its text damaged."""
-    import copy
-
-    doc = copy.deepcopy(base)
-    all_paths = [p for p in _paths(base) if p]
-    weight_paths = [p for p in all_paths if p[0] == "weightsManifest"]
-    for _ in range(draw(st.integers(1, 4))):
-        path = draw(st.sampled_from(weight_paths) | st.sampled_from(all_paths))
-        action = draw(st.sampled_from(["replace", "replace", "delete", "add"]))
+    doc = json.loads(base_text)  # a fresh copy
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(paths)
+        action = draw(_ACTIONS)
         value = (draw(st.sampled_from(_KEYS)), draw(_JSON))
         try:
             _mutate(doc, path, action, value)
         except (KeyError, IndexError, TypeError):  # an earlier mutation changed the shape there
             pass
-    if draw(st.booleans()) and draw(st.booleans()):
-        if draw(st.booleans()):
-            doc = draw(_JSON)  # not even an object
+    if draw(st.integers(0, 9)) == 0:
+        doc = draw(_JSON)  # not even an object
     raw = json.dumps(doc).encode()
-    damage = draw(st.sampled_from(["none"] * 6 + ["truncate", "garbage", "deep", "not-utf8"]))
+    damage = draw(_DAMAGE)
     if damage == "truncate":
         raw = raw[:draw(st.integers(0, len(raw)))]
     elif damage == "garbage":
         raw = draw(st.binary(max_size=64))
     elif damage == "deep":
-        raw = b"[" * draw(st.integers(1000, 200_000))
+        raw = b"[" * draw(st.integers(1000, 100_000))
     elif damage == "not-utf8":
         raw = b"\xff\xfe" + raw
     return raw
@@ -514,7 +513,9 @@ def test_any_mutated_model_json_raises_only_edgeport_errors(digits_fp16, tmp_pat
     size checks, the graph I/O reader and the op pre-flight either accept the document (and then
     every shard they accept is a regular file inside the folder, sizes as declared) or raise an
     EdgeportError with a one-line message."""
-    base = json.loads((digits_fp16 / "model.json").read_text())
+    base_text = (digits_fp16 / "model.json").read_text()
+    all_paths = [p for p in _paths(json.loads(base_text)) if p]
+    weight_paths = [p for p in all_paths if p[0] == "weightsManifest"]
     folder = tmp_path / "m"
     folder.mkdir()
     shutil.copyfile(digits_fp16 / SHARD, folder / SHARD)
@@ -528,9 +529,9 @@ def test_any_mutated_model_json_raises_only_edgeport_errors(digits_fp16, tmp_pat
         def compress(data, *a, **k):
             return data[:8]
 
-    @settings(max_examples=3000, deadline=None, derandomize=True, database=None,
+    @settings(max_examples=2000, deadline=None, derandomize=True, database=None, phases=[Phase.generate],
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-    @given(raw=_model_json_bytes(base))
+    @given(raw=_model_json_bytes(base_text, st.sampled_from(weight_paths) | st.sampled_from(all_paths)))
     def check(raw):
         (folder / "model.json").write_bytes(raw)
         calls = {"open_model": lambda: open_model(folder, "tfjs-node"),
@@ -561,5 +562,5 @@ def test_any_mutated_model_json_raises_only_edgeport_errors(digits_fp16, tmp_pat
     t0 = time.perf_counter()
     with mock.patch.object(inspect_tfjs, "gzip", _CheapGzip):
         check()
-    assert time.perf_counter() - t0 < 60  # ~20 s on a quiet machine
+    assert time.perf_counter() - t0 < 60  # ~10 s on a quiet machine, ~25 s on a busy one
     assert outcomes["accepted"] > 100 and outcomes["refused"] > 1000, outcomes  # both sides explored
