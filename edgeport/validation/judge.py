@@ -132,23 +132,26 @@ def run_runtime(name: str, artifact: "Artifact", plan: "Plan", golden: Dataset,
 
     with progress.step(f"{name}: load and run {len(golden)} samples"):
         try:
-            produced, timing, facts = call_isolated(_measure, (name, artifact.path, plan, golden),
-                                                    float(plan.options.timeout_s), name)
+            produced, timing, facts, specs = call_isolated(_measure, (name, artifact.path, plan, golden),
+                                                           float(plan.options.timeout_s), name)
         except RuntimeLoadError:
             raise
         except EdgeportError as exc:
             raise RuntimeLoadError(str(exc)) from None
-    return _aligned(list(artifact.output_names), produced), summarize(timing), facts
+    aligned = _aligned(list(artifact.output_names), produced)
+    artifact_names = dict(zip(aligned, produced))
+    return aligned, summarize(timing), {**facts, "_io": (specs, artifact_names, {k: v.dtype.name for k, v in produced.items()},
+                                                         {k: list(v.shape[1:]) for k, v in produced.items()})}
 
 
-def _measure(name: str, path: Path, plan: "Plan", golden: Dataset) -> tuple[dict[str, np.ndarray], Any, dict]:
+def _measure(name: str, path: Path, plan: "Plan", golden: Dataset) -> tuple[Any, ...]:
     session = get_runtime(name).load(path, threads=plan.latency.threads, **plan.options.runtime_options())
     try:
         t0 = time.perf_counter()
         produced = session.predict(golden)
         per_sample = (time.perf_counter() - t0) / max(len(golden), 1)
         warmup, runs = _timing_runs(plan, per_sample)
-        return produced, session.time(golden.sample(0), warmup, runs), session.facts()
+        return produced, session.time(golden.sample(0), warmup, runs), session.facts(), session.input_specs
     finally:
         session.close()
 
@@ -216,6 +219,7 @@ def evaluate(artifact: "Artifact", plan: "Plan", golden: "Golden", subject: Subj
     checks = [ops_check] if ops_check else []
 
     actual, latency, runtime_facts = run_runtime(plan.runtime, artifact, plan, golden.data, progress)
+    io_facts = runtime_facts.pop("_io")
     actual, layouts = to_source_layout(parity_ref, actual)
     parity, pchecks = parity_of(parity_ref, actual, plan, subject)
     reference_name = "compressed source model" if golden.converted_reference is not None else "source model"
@@ -233,7 +237,7 @@ def evaluate(artifact: "Artifact", plan: "Plan", golden: "Golden", subject: Subj
     extra_runs = []
     for name in plan.extra_runtimes:
         try:
-            out_x, lat_x, _ = run_runtime(name, artifact, plan, golden.data, progress)
+            out_x, lat_x, _ = run_runtime(name, artifact, plan, golden.data, progress)  # facts: the main run's
             out_x, _ = to_source_layout(parity_ref, out_x)
         except Exception as exc:  # a runtime that cannot run the artifact is a failed check
             checks.append(Check(f"runtime:{name}", False, f"{type(exc).__name__}: {one_line(exc)}"))
@@ -252,4 +256,26 @@ def evaluate(artifact: "Artifact", plan: "Plan", golden: "Golden", subject: Subj
                   runtime=plan.runtime, precision=plan.precision.value, sparsity=plan.sparsity, size=size,
                   parity=parity, accuracy=accuracy, latency=latency, ops=ops, checks=tuple(checks),
                   runtimes=tuple(extra_runs), precision_facts=dict(artifact.facts),
-                  compression=compression, device=plan.device.to_dict(), timings_s=timings)
+                  compression=compression, device=plan.device.to_dict(), timings_s=timings,
+                  io=_io_block(golden, parity_ref, io_facts, layouts))
+
+
+def _io_block(golden: "Golden", reference: Mapping[str, np.ndarray], io_facts: tuple[Any, ...],
+              layouts: Mapping[str, str]) -> dict[str, Any]:
+    """Per input and output: the source's name, per-sample shape and dtype beside the artifact's."""
+    specs, out_names, out_dtypes, out_shapes = io_facts
+    by_name = {s.name: s for s in specs}
+    inputs = []
+    for i, (name, arr) in enumerate(golden.data.inputs.items()):
+        spec = by_name.get(name) or (specs[i] if i < len(specs) else None)
+        inputs.append({"name": name, "shape": list(arr.shape[1:]), "dtype": arr.dtype.name,
+                       "artifact_name": spec.name if spec else None,
+                       "artifact_shape": list(spec.shape[1:]) if spec else None,
+                       "artifact_dtype": spec.dtype if spec else None})
+    outputs = []
+    for name, ref in reference.items():
+        key = out_names.get(name, name)
+        outputs.append({"name": name, "shape": list(ref.shape[1:]), "dtype": ref.dtype.name, "artifact_name": key,
+                        "artifact_shape": out_shapes.get(key), "artifact_dtype": out_dtypes.get(key),
+                        "layout": layouts.get(name)})
+    return {"inputs": inputs, "outputs": outputs}

@@ -195,6 +195,8 @@ class Report:
     compression: Compression | None = None
     device: Mapping[str, Any] = field(default_factory=dict)
     timings_s: Mapping[str, float] = field(default_factory=dict)
+    #: per input and output: the source's name, shape and dtype beside the artifact's, and layout
+    io: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -216,7 +218,7 @@ class Report:
             "latency": block(self.latency) or {}, "ops": block(self.ops) or {},
             "checks": [c.to_dict() for c in self.checks], "runtimes": [r.to_dict() for r in self.runtimes],
             "precision_facts": dict(self.precision_facts), "compression": block(self.compression),
-            "device": dict(self.device), "timings_s": dict(self.timings_s),
+            "device": dict(self.device), "timings_s": dict(self.timings_s), "io": dict(self.io),
         }
 
     def to_json(self) -> str:
