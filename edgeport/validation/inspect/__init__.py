@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ...errors import EdgeportError, RuntimeLoadError, one_line
 from ...formats import get_format
 from ...registry import load_ref
 from ..report import Ops as OpsReport  # the inspectors' name for the report's ops block
@@ -23,4 +24,11 @@ def inspect_artifact(fmt: str, path: Path, plan: "Plan | None" = None) -> OpsRep
     ref = get_format(fmt).inspector
     if ref is None:
         return OpsReport(details={"note": f"no op inspection for {fmt}"})
-    return load_ref(ref, "op inspector")(Path(path), plan)
+    inspect = load_ref(ref, "op inspector")
+    try:
+        return inspect(Path(path), plan)
+    except EdgeportError:
+        raise
+    except Exception as exc:  # a damaged or crafted file the parser chokes on is a named error
+        raise RuntimeLoadError(f"cannot read the ops of {Path(path).name}: {type(exc).__name__}: "
+                               f"{one_line(exc)}") from exc
