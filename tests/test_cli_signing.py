@@ -8,15 +8,20 @@ import null_format
 from edgeport.cli import main
 
 
-def test_sign_then_verify_then_tamper(tmp_path, capsys):
+def _bundle_and_keys(tmp_path):
+    """A fresh null-format bundle and a new key pair."""
     null_format.register()
     profile = tmp_path / "null-target.toml"
     profile.write_text(null_format.PROFILE)
     out = tmp_path / "out"
     assert main(["export", "tests/null_format.py:factory", "--target", str(profile), "-o", str(out), "-q"]) == 0
-    bundle = out / "tiny-null-target"
     priv, pub = tmp_path / "k", tmp_path / "k.pub"
     assert main(["keygen", str(priv), str(pub)]) == 0
+    return out / "tiny-null-target", priv, pub
+
+
+def test_sign_then_verify_then_tamper(tmp_path, capsys):
+    bundle, priv, pub = _bundle_and_keys(tmp_path)
     assert main(["sign", str(bundle), "--key", str(priv)]) == 0
     capsys.readouterr()
     assert main(["validate", str(bundle), "--verify", str(pub), "--json", "-q"]) == 0
@@ -37,14 +42,9 @@ def test_sign_then_verify_then_tamper(tmp_path, capsys):
 
 
 def test_verify_of_an_unsigned_bundle_fails(tmp_path, capsys):
-    null_format.register()
-    profile = tmp_path / "null-target.toml"
-    profile.write_text(null_format.PROFILE)
-    out = tmp_path / "out"
-    assert main(["export", "tests/null_format.py:factory", "--target", str(profile), "-o", str(out), "-q"]) == 0
-    priv, pub = tmp_path / "k", tmp_path / "k.pub"
-    assert main(["keygen", str(priv), str(pub)]) == 0
+    bundle, _, pub = _bundle_and_keys(tmp_path)
     capsys.readouterr()
-    assert main(["validate", str(out / "tiny-null-target"), "--verify", str(pub), "-q"]) == 1
+    assert main(["validate", str(bundle), "--verify", str(pub), "-q"]) == 1
     assert "unsigned" in capsys.readouterr().out
-    assert main(["validate", str(out / "tiny-null-target"), "--verify", str(tmp_path / "missing.pub")]) == 2
+    # a key file that is not there is an input error
+    assert main(["validate", str(bundle), "--verify", str(tmp_path / "missing.pub")]) == 2
