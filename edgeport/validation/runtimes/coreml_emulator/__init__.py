@@ -151,6 +151,13 @@ def _thread_limiter(threads: int) -> Any:
     return lambda: controller.limit(limits=threads, user_api="blas")
 
 
+def supported_ops() -> list[str]:
+    """The MIL op types the emulator executes, sorted (for ``edgeport ops``-style listings)."""
+    from .registry import supported_ops as _supported
+
+    return _supported()
+
+
 class CoreMLEmulatorRuntime(Runtime):
     """Loads .mlpackage ML Programs into :class:`CoreMLEmulatorSession`."""
 
@@ -161,4 +168,4 @@ class CoreMLEmulatorRuntime(Runtime):
         return CoreMLEmulatorSession(Path(path), threads=threads)
 
 
-__all__ = ["CoreMLEmulatorRuntime", "CoreMLEmulatorSession"]
+__all__ = ["CoreMLEmulatorRuntime", "CoreMLEmulatorSession", "supported_ops"]

@@ -8,12 +8,15 @@ program's declared type of the value, so sub-byte types (uint1..uint6, int4) unp
 """
 from __future__ import annotations
 
+import math
+import os
 import struct
 from pathlib import Path
 
 import numpy as np
 
 from ....errors import RuntimeLoadError
+from .files import regular_file
 
 _SENTINEL = 0xDEADBEEF
 
@@ -47,13 +50,15 @@ def unpack_bits(raw: np.ndarray, nbits: int, count: int, signed: bool = False) -
 
 def decode_raw(raw: bytes | np.ndarray, type_name: str, shape: tuple[int, ...]) -> np.ndarray:
     """Bytes of a tensor of MIL type ``type_name`` -> numpy array of ``shape``."""
-    count = int(np.prod(shape)) if shape else 1
+    count = math.prod(shape)
+    need = stored_bytes(type_name, count)
+    have = len(raw) if isinstance(raw, (bytes, bytearray)) else np.asarray(raw).nbytes
+    if have < need:
+        raise RuntimeLoadError(f"constant of type {type_name}{list(shape)} needs {need} bytes, has {have}")
     buf = np.frombuffer(raw, dtype=np.uint8) if isinstance(raw, (bytes, bytearray)) else raw
     if type_name in SUB_BYTE_TYPES:
         nbits, signed = SUB_BYTE_TYPES[type_name]
         return unpack_bits(buf, nbits, count, signed).reshape(shape)
-    if type_name not in BYTE_TYPES:
-        raise RuntimeLoadError(f"weight blob of type {type_name} is not supported by the emulator")
     dt = BYTE_TYPES[type_name]
     arr = np.frombuffer(buf.tobytes() if not isinstance(raw, (bytes, bytearray)) else raw,
                         dtype=dt, count=count)
@@ -62,29 +67,59 @@ def decode_raw(raw: bytes | np.ndarray, type_name: str, shape: tuple[int, ...]) 
     return arr.reshape(shape)
 
 
+def stored_bytes(type_name: str, count: int) -> int:
+    """Bytes a tensor of ``count`` elements of MIL type ``type_name`` takes in a blob."""
+    if type_name in SUB_BYTE_TYPES:
+        return (SUB_BYTE_TYPES[type_name][0] * count + 7) // 8
+    if type_name not in BYTE_TYPES:
+        raise RuntimeLoadError(f"weight blob of type {type_name} is not supported by the emulator")
+    return BYTE_TYPES[type_name].itemsize * count
+
+
 class BlobFile:
-    """One ``weight.bin``, read once into memory; ``read(offset, type, shape)`` decodes a blob."""
+    """One ``weight.bin``. Nothing is read up front: ``read(offset, type, shape)`` reads one
+    blob's record and then exactly the bytes the declared type and shape need, after checking
+    that the record and the data lie inside the file. The file is untrusted data, so a record
+    claiming more bytes, or pointing past the end, is refused rather than followed."""
 
     def __init__(self, path: Path):
-        self.path = Path(path)
+        self.path = regular_file(Path(path), "weight file")
         try:
-            self.data = self.path.read_bytes()
+            self._fh = open(self.path, "rb")
         except OSError as exc:
-            raise RuntimeLoadError(f"cannot read weight file {self.path}: {exc}") from exc
-        if len(self.data) < 64:
+            raise RuntimeLoadError(f"cannot read weight file {self.path.name}: {exc.strerror}") from exc
+        self.size = os.fstat(self._fh.fileno()).st_size
+        if self.size < 64:
+            self.close()
             raise RuntimeLoadError(f"{self.path.name} is too short to be a CoreML weight file")
-        self.count, self.version = struct.unpack_from("<II", self.data, 0)
+        self.count, self.version = struct.unpack_from("<II", self._pread(0, 8), 0)
         if self.version != 2:
+            self.close()
             raise RuntimeLoadError(f"{self.path.name}: blob storage version {self.version} "
                                    "is not supported (expected 2)")
 
+    def _pread(self, offset: int, n: int) -> bytes:
+        data = os.pread(self._fh.fileno(), n, offset)
+        if len(data) != n:  # the file shrank under us
+            raise RuntimeLoadError(f"{self.path.name}: short read at offset {offset}")
+        return data
+
     def read(self, offset: int, type_name: str, shape: tuple[int, ...]) -> np.ndarray:
-        if offset + 64 > len(self.data):
+        if any(d < 0 for d in shape):
+            raise RuntimeLoadError(f"{self.path.name}: weight with unknown shape {shape}")
+        count = math.prod(shape)
+        need = stored_bytes(type_name, count)
+        if offset < 0 or offset + 64 > self.size:
             raise RuntimeLoadError(f"{self.path.name}: blob offset {offset} is past the end of the file")
-        sentinel, _dtype_code, size, data_offset = struct.unpack_from("<IIQQ", self.data, offset)
+        sentinel, _dtype_code, size, data_offset = struct.unpack_from("<IIQQ", self._pread(offset, 24), 0)
         if sentinel != _SENTINEL:
             raise RuntimeLoadError(f"{self.path.name}: no blob record at offset {offset}")
-        if data_offset + size > len(self.data):
+        if size < need:
+            raise RuntimeLoadError(f"{self.path.name}: blob at {offset} holds {size} bytes, the program's "
+                                   f"{type_name}{list(shape)} needs {need}")
+        if data_offset + need > self.size:
             raise RuntimeLoadError(f"{self.path.name}: blob at {offset} runs past the end of the file")
-        raw = self.data[data_offset:data_offset + size]
-        return decode_raw(raw, type_name, shape).copy()
+        return decode_raw(self._pread(data_offset, need), type_name, shape).copy()
+
+    def close(self) -> None:
+        self._fh.close()

@@ -8,13 +8,15 @@ device's, so results are close to, not bit-exact with, an iPhone's.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from ....errors import RuntimeLoadError
-from . import ops_constexpr, ops_elementwise, ops_nn, ops_shape  # noqa: F401  (register the ops)
-from .program import Operation, Program, TensorType
+from . import (ops_constexpr, ops_control, ops_conv, ops_elementwise, ops_indexing, ops_nn,  # noqa: F401
+               ops_recurrent, ops_resample, ops_shape)  # (importing a module registers its ops)
+from .program import Block, Operation, Program, TensorType, walk
 from .registry import OPS, Args, Context
 
 _INT_TYPES = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "UINT16": np.uint16,
@@ -110,11 +112,20 @@ VALUE_PRESERVING = frozenset({
 })
 
 
+#: ops that run nested blocks (the emulator runs them through ``Context.run_block``)
+BLOCK_OPS = frozenset({"while_loop", "cond"})
+#: no declared tensor may exceed this many elements (4 GiB of float32): a crafted program must not
+#: make the emulator allocate without bound
+MAX_TENSOR_ELEMENTS = 1 << 30
+
+
 def missing_ops(program: Program) -> list[str]:
-    """Op types of ``program`` the emulator cannot execute (control flow counts as missing)."""
+    """Op types of ``program`` (nested blocks included) the emulator cannot execute."""
     missing = set()
-    for op in program.operations:
-        if op.type != "const" and (op.type not in OPS or op.has_blocks):
+    for op in walk(program.operations):
+        if op.type == "const":
+            continue
+        if op.type not in OPS or (op.has_blocks and op.type not in BLOCK_OPS):
             missing.add(op.type)
     return sorted(missing)
 
@@ -126,14 +137,38 @@ class Interpreter:
         self.program = program
         missing = missing_ops(program)
         if missing:
-            raise RuntimeLoadError(f"{program.path.name}: the CoreML emulator does not implement "
-                                   f"op(s): {', '.join(missing)}")
+            raise RuntimeLoadError(f"coreml-emulator lacks ops: {', '.join(missing)} ({program.path.name})")
         self.consts: dict[str, Any] = {}
-        self.steps: list[Operation] = []
         self.decompressed: dict[str, int] = {}
+        self.skip_rounding: set[int] = set()
+        declared: dict[str, TensorType | None] = {name: t for name, t in program.inputs}
+        for op in walk(program.operations):
+            declared.update({name: t for name, t in op.outputs})
+            for block in op.blocks:
+                declared.update({name: t for name, t in block.inputs})
+        for name, t in declared.items():
+            if t is not None and t.shape and math.prod(max(d, 1) for d in t.shape) > MAX_TENSOR_ELEMENTS:
+                raise RuntimeLoadError(f"{program.path.name}: tensor {name!r} is declared with shape "
+                                       f"{list(t.shape)}, over the emulator's {MAX_TENSOR_ELEMENTS}-element limit")
         ctx = Context()
-        for op in program.operations:
+        # consts (and constexpr decompression) anywhere, nested blocks included, are evaluated once
+        # at load, as CoreML does when it compiles the model; what is left are the compute steps
+        self.steps = self._prepare(program.operations, ctx)
+        self.block_steps: dict[int, list[Operation]] = {}
+        for op in walk(program.operations):
+            for block in op.blocks:
+                self.block_steps[id(block)] = self._prepare(block.operations, ctx)
+        every = list(walk(program.operations))
+        self.skip_rounding = {id(op) for op in every if op.type not in ("const",) and self._preserves_fp16(op, declared)}
+        self.peak_elements = max((math.prod(max(d, 1) for d in t.shape) for op in every
+                                  for _, t in op.outputs if t is not None and t.shape), default=1)
+
+    def _prepare(self, operations: list[Operation], ctx: Context) -> list[Operation]:
+        steps = []
+        for op in operations:
             if op.type == "const":
+                if "val" not in op.inputs or not op.outputs:
+                    raise RuntimeLoadError("const op without a value")
                 name, ttype = op.outputs[0]
                 self.consts[name] = coerce(op.inputs["val"][0][1], ttype)
             elif op.type.startswith("constexpr_"):
@@ -141,12 +176,8 @@ class Interpreter:
                 self._execute(op, self.consts, ctx)
                 self.decompressed[op.type] = self.decompressed.get(op.type, 0) + 1
             else:
-                self.steps.append(op)
-        declared = {name: t for name, t in program.inputs}
-        declared.update({name: t for op in program.operations for name, t in op.outputs})
-        self.skip_rounding = {id(op) for op in self.steps if self._preserves_fp16(op, declared)}
-        self.peak_elements = max((int(np.prod([max(d, 1) for d in t.shape])) for op in self.steps
-                                  for _, t in op.outputs if t is not None and t.shape), default=1)
+                steps.append(op)
+        return steps
 
     @staticmethod
     def _preserves_fp16(op: Operation, declared: dict[str, TensorType | None]) -> bool:
@@ -168,9 +199,24 @@ class Interpreter:
                 raise RuntimeLoadError(f"missing input {name!r}")
             env[name] = coerce(feeds[name], ttype)
         ctx = Context(batch=batch)
+        ctx.run_block = lambda block, values: self._run_block(block, values, env, ctx)
         for op in self.steps:
             self._execute(op, env, ctx)
         return {name: env[name] for name in self.program.outputs}
+
+    def _run_block(self, block: Block, values: list[Any], env: dict[str, Any], ctx: Context) -> list[Any]:
+        """Run a nested block in the program's environment (MIL names are unique program-wide,
+        so a block's values can live beside the outer ones) and return its outputs."""
+        if len(values) != len(block.inputs):
+            raise RuntimeLoadError(f"block takes {len(block.inputs)} inputs, {len(values)} given")
+        for (name, ttype), value in zip(block.inputs, values):
+            env[name] = coerce(value, ttype)
+        for op in self.block_steps[id(block)]:
+            self._execute(op, env, ctx)
+        try:
+            return [env[name] for name in block.outputs]
+        except KeyError as exc:
+            raise RuntimeLoadError(f"block output {exc} is not defined") from exc
 
     def _execute(self, op: Operation, env: dict[str, Any], ctx: Context) -> None:
         values: dict[str, list[Any]] = {}
@@ -184,16 +230,17 @@ class Interpreter:
                 else:
                     resolved.append(ref)
             values[key] = resolved
+        fp16 = bool(op.outputs) and op.outputs[0][1] is not None and op.outputs[0][1].dtype == "FLOAT16"
         try:
-            result = OPS[op.type](Args(op.type, values), ctx)
+            result = OPS[op.type](Args(op.type, values, op.blocks, fp16), ctx)
         except RuntimeLoadError:
             raise
-        except (ValueError, IndexError, TypeError) as exc:
+        except (ValueError, IndexError, TypeError, KeyError, ZeroDivisionError, OverflowError) as exc:
             raise RuntimeLoadError(f"op {op.type} ({op.outputs[0][0]}) failed in the emulator: {exc}") from exc
         results = result if isinstance(result, tuple) else (result,)
         if len(results) != len(op.outputs):
             raise RuntimeLoadError(f"op {op.type} gave {len(results)} outputs, program declares {len(op.outputs)}")
-        exact = id(op) in getattr(self, "skip_rounding", ())
+        exact = id(op) in self.skip_rounding
         for (name, ttype), value in zip(op.outputs, results):
             value = value if exact else coerce(value, ttype)
             if ctx.batch is None and ttype is not None and ttype.shape is not None and hasattr(value, "shape"):

@@ -128,6 +128,32 @@ def _threshold(a: Args, ctx: Context) -> np.ndarray:
     return np.maximum(f32(a["x"]), np.float32(a.float("alpha")))
 
 
+@op("thresholded_relu")
+def _thresholded_relu(a: Args, ctx: Context) -> np.ndarray:
+    x = f32(a["x"])  # x where x >= alpha, else 0 (torch's hardswish uses alpha = -3)
+    return np.where(x >= np.float32(a.float("alpha", 1.0)), x, np.float32(0))
+
+
+@op("clamped_relu")
+def _clamped_relu(a: Args, ctx: Context) -> np.ndarray:
+    x = f32(a["x"])
+    alpha, beta = np.float32(a.float("alpha", 0.0)), np.float32(a.float("beta", 6.0))
+    return np.minimum(np.where(x >= 0, x, alpha * x), beta)
+
+
+@op("scaled_tanh")
+def _scaled_tanh(a: Args, ctx: Context) -> np.ndarray:
+    return np.float32(a.float("alpha", 1.0)) * np.tanh(np.float32(a.float("beta", 1.0)) * f32(a["x"]))
+
+
+@op("softplus_parametric")
+def _softplus_parametric(a: Args, ctx: Context) -> np.ndarray:
+    x = f32(a["x"])
+    shape = (1, -1) + (1,) * (x.ndim - 2)  # one alpha / beta per channel (axis 1)
+    alpha, beta = f32(a["alpha"]).reshape(shape), f32(a["beta"]).reshape(shape)
+    return alpha * np.logaddexp(np.float32(0), beta * x)
+
+
 @op("leaky_relu")
 def _leaky_relu(a: Args, ctx: Context) -> np.ndarray:
     x = f32(a["x"])

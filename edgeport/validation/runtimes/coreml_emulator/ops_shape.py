@@ -218,3 +218,33 @@ def _gather_nd(a: Args, ctx: Context) -> np.ndarray:
     ids = idx.reshape((-1,) + idx.shape[batch_dims:])
     out = np.stack([xs[i][tuple(np.moveaxis(ids[i], -1, 0))] for i in range(xs.shape[0])])
     return out.reshape(lead + out.shape[1:])
+
+
+@op("reverse")
+def _reverse(a: Args, ctx: Context) -> np.ndarray:
+    x = np.asarray(a["x"])
+    axes = a.ints("axes")
+    return np.flip(x, axis=None if axes is None else tuple(axis_of(i, x.ndim) for i in axes))
+
+
+@op("reverse_sequence")
+def _reverse_sequence(a: Args, ctx: Context) -> np.ndarray:
+    """Along ``batch_axis``, sample i has its first ``lengths[i]`` steps on ``seq_axis`` reversed."""
+    x = np.asarray(a["x"])
+    seq_axis, batch_axis = axis_of(a.int("seq_axis", 0), x.ndim), axis_of(a.int("batch_axis", 0), x.ndim)
+    lengths = np.asarray(a["lengths"]).reshape(-1).astype(np.int64)
+    if lengths.size != x.shape[batch_axis] or np.any(lengths < 0) or np.any(lengths > x.shape[seq_axis]):
+        raise RuntimeLoadError(f"reverse_sequence: lengths {lengths.tolist()} for shape {x.shape}")
+    out = np.array(x, copy=True)
+    for i, n in enumerate(lengths):
+        src = [slice(None)] * x.ndim
+        src[batch_axis], src[seq_axis] = i, slice(0, int(n))
+        out[tuple(src)] = np.flip(x[tuple(src)], axis=seq_axis - (batch_axis < seq_axis))
+    return out
+
+
+@op("flatten2d")
+def _flatten2d(a: Args, ctx: Context) -> np.ndarray:
+    x = np.asarray(a["x"])
+    axis = axis_of(a.int("axis", 1), x.ndim)
+    return x.reshape(int(np.prod(x.shape[:axis], dtype=np.int64)), -1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import struct
 import sys
 import types
 from dataclasses import dataclass, field
@@ -17,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from ....errors import MissingDependencyError, RuntimeLoadError
+from ....errors import MissingDependencyError, RuntimeLoadError, one_line
 from .blob import BlobFile, decode_raw
+from .files import MAX_MANIFEST_BYTES, MAX_SPEC_BYTES, confine, read_bounded, regular_file
 
 _ALIAS = "_edgeport_coreml_proto"
 
@@ -52,7 +54,29 @@ class Operation:
     #: parameter name -> list of arguments; each is ("var", name) or ("val", python/numpy value)
     inputs: dict[str, list[tuple[str, Any]]]
     outputs: list[tuple[str, TensorType | None]]
-    has_blocks: bool = False
+    #: nested blocks of control-flow ops (while_loop: cond, body; cond: true, false)
+    blocks: list["Block"] = field(default_factory=list)
+
+    @property
+    def has_blocks(self) -> bool:
+        return bool(self.blocks)
+
+
+@dataclass
+class Block:
+    """A nested block: named inputs (bound by the op that runs it), ops, output var names."""
+
+    inputs: list[tuple[str, TensorType | None]]
+    operations: list[Operation]
+    outputs: list[str]
+
+
+def walk(operations: list[Operation]) -> Any:
+    """Every operation, those inside nested blocks included (depth first)."""
+    for op in operations:
+        yield op
+        for block in op.blocks:
+            yield from walk(block.operations)
 
 
 @dataclass
@@ -79,38 +103,54 @@ _ARRAY_DTYPES = {"FLOAT32": "float32", "FLOAT16": "float16", "DOUBLE": "float64"
                  "INT8": "int8"}
 
 
-def find_model_file(path: Path) -> Path:
-    """The model spec inside a package (Manifest.json's root item), or ``path`` itself."""
+def find_model_file(path: Path) -> tuple[Path, Path]:
+    """(the model spec inside a package, the folder its files are confined to).
+
+    For a package that folder is the package itself: Manifest.json's ``path`` and the spec's
+    weight file names are untrusted and may not lead out of it. A bare ``.mlmodel`` file is
+    confined to its own folder.
+    """
     p = Path(path)
     if not p.exists():
         raise RuntimeLoadError(f"CoreML model not found: {p}")
     if p.is_file():
-        return p
+        return regular_file(p, "CoreML model"), p.resolve().parent
+    root = p.resolve()
     manifest = p / "Manifest.json"
-    if manifest.is_file():
+    if manifest.exists():
         try:
-            m = json.loads(manifest.read_text())
+            m = json.loads(read_bounded(manifest, MAX_MANIFEST_BYTES, f"{p.name}/Manifest.json"))
             item = m["itemInfoEntries"][m["rootModelIdentifier"]]
-            candidate = p / "Data" / item["path"]
-            if candidate.is_file():
-                return candidate
-        except (KeyError, ValueError) as exc:
-            raise RuntimeLoadError(f"{p.name}: unreadable Manifest.json ({exc})") from exc
+            rel = item["path"]
+            if not isinstance(rel, str):
+                raise TypeError(f"path is a {type(rel).__name__}")
+        except (KeyError, TypeError, ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise RuntimeLoadError(f"{p.name}: unreadable Manifest.json ({type(exc).__name__}: {exc})") from exc
+        if Path(rel).is_absolute():
+            raise RuntimeLoadError(f"{p.name}/Manifest.json: absolute path {rel!r} refused "
+                                   "(files must be inside the package)")
+        return confine(root, f"Data/{rel}", f"{p.name}/Manifest.json"), root
     fallback = p / "Data" / "com.apple.CoreML" / "model.mlmodel"
-    if fallback.is_file():
-        return fallback
+    if fallback.exists():
+        return confine(root, "Data/com.apple.CoreML/model.mlmodel", p.name), root
     raise RuntimeLoadError(f"{p.name} is not a CoreML package (no Manifest.json / model.mlmodel)")
 
 
 def load_program(path: Path, function: str = "main") -> Program:
-    """Parse ``path`` (.mlpackage folder or .mlmodel file) into a :class:`Program`."""
+    """Parse ``path`` (.mlpackage folder or .mlmodel file) into a :class:`Program`.
+
+    The package is untrusted: anything malformed is a :class:`RuntimeLoadError`, never another
+    exception, and no file outside the package is opened.
+    """
+    model_file, root = find_model_file(path)
+    raw = read_bounded(model_file, MAX_SPEC_BYTES, f"{Path(path).name} spec")
     model_pb2, mil_pb2 = proto_modules()
-    model_file = find_model_file(path)
     spec = model_pb2.Model()
     try:
-        spec.ParseFromString(model_file.read_bytes())
-    except Exception as exc:  # protobuf raises DecodeError and friends
-        raise RuntimeLoadError(f"{model_file} is not a readable CoreML model spec: {exc}") from exc
+        spec.ParseFromString(raw)
+    except Exception as exc:  # protobuf raises DecodeError, RecursionError and friends
+        raise RuntimeLoadError(f"{model_file.name} is not a readable CoreML model spec: {one_line(exc)}") from exc
+    del raw
     kind = spec.WhichOneof("Type")
     if kind != "mlProgram":
         raise RuntimeLoadError(f"{Path(path).name} is a CoreML {kind!r} model; the emulator runs "
@@ -118,18 +158,27 @@ def load_program(path: Path, function: str = "main") -> Program:
     prog = spec.mlProgram
     if function not in prog.functions:
         raise RuntimeLoadError(f"ML Program has no function {function!r} "
-                               f"(has: {', '.join(prog.functions)})")
+                               f"(has: {', '.join(prog.functions) or 'none'})")
     fn = prog.functions[function]
+    if fn.opset not in fn.block_specializations:
+        raise RuntimeLoadError(f"ML Program function {function!r} has no block for its opset {fn.opset!r}")
     block = fn.block_specializations[fn.opset]
-    decoder = _ValueDecoder(mil_pb2, model_file.parent)
-    inputs = [(nv.name, decoder.value_type(nv.type)) for nv in fn.inputs]
-    ops = [_operation(op, decoder) for op in block.operations]
-    desc = spec.description
-    return Program(path=Path(path), spec_version=spec.specificationVersion, opset=fn.opset,
-                   inputs=inputs, operations=ops, outputs=list(block.outputs),
-                   feature_inputs=[_feature(f) for f in desc.input],
-                   feature_outputs=[_feature(f) for f in desc.output],
-                   metadata=dict(desc.metadata.userDefined))
+    decoder = _ValueDecoder(mil_pb2, model_file.parent, root)
+    try:
+        inputs = [(nv.name, decoder.value_type(nv.type)) for nv in fn.inputs]
+        ops = [_operation(op, decoder) for op in block.operations]
+        desc = spec.description
+        return Program(path=Path(path), spec_version=spec.specificationVersion, opset=fn.opset,
+                       inputs=inputs, operations=ops, outputs=list(block.outputs),
+                       feature_inputs=[_feature(f) for f in desc.input],
+                       feature_outputs=[_feature(f) for f in desc.output],
+                       metadata=dict(desc.metadata.userDefined))
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, struct.error, RecursionError) as exc:
+        # what a crafted spec can make numpy / struct / protobuf accessors raise
+        raise RuntimeLoadError(f"{Path(path).name}: malformed ML Program ({type(exc).__name__}: "
+                               f"{one_line(exc, 200)})") from exc
+    finally:
+        decoder.close()
 
 
 def _feature(f: Any) -> FeatureSpec:
@@ -161,14 +210,22 @@ def _operation(op: Any, decoder: "_ValueDecoder") -> Operation:
         if key != "name" and key not in inputs:
             inputs[key] = [("val", decoder.value(value))]
     outputs = [(o.name, decoder.value_type(o.type)) for o in op.outputs]
-    return Operation(op.type, inputs, outputs, has_blocks=len(op.blocks) > 0)
+    blocks = [Block([(nv.name, decoder.value_type(nv.type)) for nv in b.inputs],
+                    [_operation(inner, decoder) for inner in b.operations], list(b.outputs))
+              for b in op.blocks]
+    return Operation(op.type, inputs, outputs, blocks)
 
 
 class _ValueDecoder:
-    def __init__(self, mil_pb2: Any, model_dir: Path):
+    def __init__(self, mil_pb2: Any, model_dir: Path, root: Path):
         self.names = {v: k for k, v in mil_pb2.DataType.items()}
         self.model_dir = model_dir
+        self.root = root
         self.blobs: dict[str, BlobFile] = {}
+
+    def close(self) -> None:
+        for blob in self.blobs.values():
+            blob.close()
 
     def value_type(self, vt: Any) -> TensorType | None:
         kind = vt.WhichOneof("type")
@@ -188,10 +245,14 @@ class _ValueDecoder:
         shape = ttype.shape or ()
         which = v.WhichOneof("value")
         if which == "blobFileValue":
-            fname = v.blobFileValue.fileName.replace("@model_path/", "")
+            fname = v.blobFileValue.fileName
             blob = self.blobs.get(fname)
             if blob is None:
-                blob = self.blobs[fname] = BlobFile(self.model_dir / fname)
+                # "@model_path/" is the spec's folder; the name must stay inside the package
+                rel = fname[len("@model_path/"):] if fname.startswith("@model_path/") else fname
+                spec_dir = self.model_dir.resolve().relative_to(self.root)
+                path = confine(self.root, str(spec_dir / rel) if str(spec_dir) != "." else rel, "weight file")
+                blob = self.blobs[fname] = BlobFile(path)
             return blob.read(int(v.blobFileValue.offset), ttype.dtype, shape)
         if which != "immediateValue":
             raise RuntimeLoadError(f"constant with no value ({which})")

@@ -26,17 +26,28 @@ def op(*names: str) -> Callable[[OpFn], OpFn]:
 @dataclass
 class Context:
     """Per-run state an op may need. ``batch``: the sample count when a batch-1 program is being
-    run on many samples at once (shape constants with a leading 1 then stand for the batch)."""
+    run on many samples at once (shape constants with a leading 1 then stand for the batch).
+    ``run_block(block, values)``: runs a nested block with its inputs bound to ``values`` and
+    returns its outputs (control-flow ops)."""
 
     batch: int | None = None
+    run_block: Callable[[Any, list[Any]], list[Any]] | None = None
 
 
 class Args:
-    """The resolved inputs of one op: parameter name -> list of values (variadic inputs have many)."""
+    """The resolved inputs of one op: parameter name -> list of values (variadic inputs have many).
 
-    def __init__(self, op_type: str, values: dict[str, list[Any]]):
+    ``blocks``: the op's nested blocks (control flow). ``fp16``: the op's result is declared
+    FLOAT16, for ops that carry state across steps internally (recurrent layers) and must round
+    it as a FLOAT16 program stores it.
+    """
+
+    def __init__(self, op_type: str, values: dict[str, list[Any]], blocks: list[Any] | None = None,
+                 fp16: bool = False):
         self.op_type = op_type
         self.values = values
+        self.blocks = blocks or []
+        self.fp16 = fp16
 
     def __contains__(self, key: str) -> bool:
         return key in self.values
@@ -84,6 +95,13 @@ class Args:
         if v is None:
             return default
         return v if isinstance(v, str) else str(v)
+
+
+def supported_ops() -> list[str]:
+    """Every MIL op type the emulator executes, sorted (``const`` included)."""
+    from . import interpreter  # noqa: F401  (imports every ops_* module, which registers its ops)
+
+    return sorted(set(OPS) | {"const"})
 
 
 def f32(x: Any) -> np.ndarray:
