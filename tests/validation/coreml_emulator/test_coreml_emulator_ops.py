@@ -227,22 +227,50 @@ def test_round_fp16_matches_numpy_cast():
 
 # ---- what the emulator does not do ---------------------------------------------------------------
 def test_unimplemented_op_is_an_error_naming_it(ct, mil_dir):
+    """Device random number generators cannot be reproduced: the emulator refuses them by name."""
     from coremltools.converters.mil import Builder as mb
 
     from edgeport.validation.inspect import inspect_artifact
-    from edgeport.validation.runtimes.coreml_emulator import CoreMLEmulatorRuntime
+    from edgeport.validation.runtimes.coreml_emulator import CoreMLEmulatorRuntime, supported_ops
 
     @mb.program(input_specs=[mb.TensorSpec(shape=(1, 2, 4, 4))], opset_version=ct.target.iOS16)
     def prog(x):
-        up = mb.upsample_bilinear(x=x, scale_factor_height=2.0, scale_factor_width=2.0)
-        return mb.topk(x=up, k=2, axis=-1)[0]
+        shape = np.array([1, 2, 4, 4], np.int32)
+        noise = mb.add(x=mb.random_uniform(shape=shape), y=mb.random_normal(shape=shape))
+        return mb.add(x=mb.upsample_bilinear(x=x, scale_factor_height=1.0, scale_factor_width=1.0), y=noise)
 
     path = mil_dir / "unsupported.mlpackage"
     ct.convert(prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16).save(str(path))
-    with pytest.raises(RuntimeLoadError, match="does not implement op.*topk.*upsample_bilinear"):
+    with pytest.raises(RuntimeLoadError, match=r"^coreml-emulator lacks ops: random_normal, random_uniform \("):
         CoreMLEmulatorRuntime().load(path)
     report = inspect_artifact("coreml", path)
-    assert report.unsupported == ["topk", "upsample_bilinear"] and report.blocking
+    assert report.unsupported == ["random_normal", "random_uniform"] and report.blocking
+    ops = supported_ops()
+    assert ops == sorted(ops) and {"lstm", "while_loop", "conv_transpose", "upsample_bilinear"} <= set(ops)
+    assert "random_uniform" not in ops
+
+
+def test_ops_inside_loop_bodies_count_as_missing(ct, mil_dir):
+    """missing_ops looks inside nested blocks: an unknown op in a while_loop body is named."""
+    from coremltools.converters.mil import Builder as mb
+
+    from edgeport.validation.runtimes.coreml_emulator import CoreMLEmulatorRuntime
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(2, 3))], opset_version=ct.target.iOS16)
+    def prog(x):
+        def cond(i, v):
+            return mb.less(x=i, y=np.int32(3))
+
+        def body(i, v):
+            noise = mb.random_bernoulli(shape=np.array([2, 3], np.int32), prob=0.5)
+            return mb.add(x=i, y=np.int32(1)), mb.add(x=v, y=noise)
+
+        return mb.while_loop(_cond=cond, _body=body, loop_vars=(np.int32(0), x))[1]
+
+    path = mil_dir / "loop_unsupported.mlpackage"
+    ct.convert(prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16).save(str(path))
+    with pytest.raises(RuntimeLoadError, match="lacks ops: random_bernoulli"):
+        CoreMLEmulatorRuntime().load(path)
 
 
 # ---- ops the real models use that need newer opsets / rarer paths ------------------------------

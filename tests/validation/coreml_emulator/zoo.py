@@ -40,13 +40,14 @@ def _layer(make: Callable[[], nn.Module]) -> nn.Module:
 
 # ---- recurrent ----------------------------------------------------------------------------------
 class _Recurrent(nn.Module):
-    """batch_first, 2 layers, bidirectional; returns the sequence output and the final state(s)."""
+    """batch_first (2 layers, bidirectional by default); returns the sequence output and the
+    final state(s)."""
 
-    def __init__(self, kind: str, with_state: bool, hidden: int = 6):
+    def __init__(self, kind: str, with_state: bool, hidden: int = 6, layers: int = 2, bidirectional: bool = True):
         super().__init__()
-        cls = nn.LSTM if kind == "lstm" else nn.GRU
+        cls = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[kind]
         self.kind, self.with_state = kind, with_state
-        self.rnn = cls(8, hidden, num_layers=2, batch_first=True, bidirectional=True)
+        self.rnn = cls(8, hidden, num_layers=layers, batch_first=True, bidirectional=bidirectional)
 
     def forward(self, x, h0=None, c0=None):  # noqa: ANN001, ANN201
         if self.kind == "lstm":
@@ -56,14 +57,16 @@ class _Recurrent(nn.Module):
         return out, h
 
 
-def _recurrent(kind: str, with_state: bool, batch: int, steps: int) -> Case:
+def _recurrent(kind: str, with_state: bool, batch: int, steps: int, layers: int = 2,
+               bidirectional: bool = True) -> Case:
     torch.manual_seed(0)
-    m = _Recurrent(kind, with_state).eval()
+    m = _Recurrent(kind, with_state, layers=layers, bidirectional=bidirectional).eval()
     inputs = [_x(batch, steps, 8)]
     if with_state:
-        inputs.append(_x(4, batch, 6, seed=1, scale=0.5))
+        states = layers * (2 if bidirectional else 1)
+        inputs.append(_x(states, batch, 6, seed=1, scale=0.5))
         if kind == "lstm":
-            inputs.append(_x(4, batch, 6, seed=2, scale=0.5))
+            inputs.append(_x(states, batch, 6, seed=2, scale=0.5))
     return m, tuple(inputs)
 
 
@@ -81,6 +84,11 @@ for _kind in ("lstm", "gru"):
                 lambda k=_kind, s=_state, b=_b, t=_t: _recurrent(k, s, b, t))
 
 ZOO.update({
+    "lstm_1layer": lambda: _recurrent("lstm", False, 2, 5, layers=1, bidirectional=False),
+    "lstm_h0_1layer_bidir": lambda: _recurrent("lstm", True, 2, 5, layers=1),
+    "gru_1layer": lambda: _recurrent("gru", False, 2, 5, layers=1, bidirectional=False),
+    "gru_h0_1layer": lambda: _recurrent("gru", True, 2, 5, layers=1, bidirectional=False),
+    "rnn_tanh": lambda: _recurrent("rnn", False, 2, 5, layers=1, bidirectional=False),
     # convolutions and resampling
     "conv_transpose": lambda: (_layer(lambda: nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1)),
                                _image(h=5, w=7)),
@@ -96,6 +104,10 @@ ZOO.update({
                                                                   align_corners=False)), _image(h=3, w=5)),
     "upsample_bilinear_size_align": lambda: (_layer(lambda: nn.Upsample(size=(7, 9), mode="bilinear",
                                                                         align_corners=True)), _image(h=3, w=5)),
+    "upsample_bilinear_frac": lambda: (_layer(lambda: nn.Upsample(scale_factor=1.5, mode="bilinear",
+                                                                  align_corners=False)), _image(h=4, w=6)),
+    "upsample_nearest_frac": lambda: (_layer(lambda: nn.Upsample(scale_factor=1.5, mode="nearest")), _image(h=4, w=6)),
+    "conv_transpose1d": lambda: (_layer(lambda: nn.ConvTranspose1d(8, 4, 4, stride=2, padding=1)), (_x(2, 8, 7),)),
     "pixel_shuffle": lambda: (_layer(lambda: nn.PixelShuffle(2)), _image(c=8, h=3, w=5)),
     "pixel_unshuffle": lambda: (_layer(lambda: nn.PixelUnshuffle(2)), _image(c=2, h=6, w=4)),
     # pooling
@@ -106,6 +118,7 @@ ZOO.update({
                                      _image(h=9, w=8)),
     "adaptive_avg_pool_1": lambda: (_layer(lambda: nn.AdaptiveAvgPool2d(1)), _image(h=7, w=5)),
     "adaptive_avg_pool_2": lambda: (_layer(lambda: nn.AdaptiveAvgPool2d((2, 4))), _image(h=6, w=8)),
+    "adaptive_avg_pool_uneven": lambda: (_layer(lambda: nn.AdaptiveAvgPool2d((3, 3))), _image(h=7, w=8)),
     "adaptive_max_pool_2": lambda: (_layer(lambda: nn.AdaptiveMaxPool2d((3, 2))), _image(h=6, w=8)),
     "max_pool1d": lambda: (_layer(lambda: nn.MaxPool1d(3, 2)), (_x(2, 4, 11),)),
     # normalization
@@ -115,7 +128,7 @@ ZOO.update({
     "layer_norm_2d": lambda: (_layer(lambda: nn.LayerNorm([8, 8])), _image()),
     "batch_norm": lambda: (_bn(), _image()),
     # activations
-    "prelu": lambda: (_layer(lambda: nn.PReLU(8)), _image()),
+    "prelu": lambda: (_prelu(), _image()),
     "prelu_shared": lambda: (_layer(lambda: nn.PReLU()), _image()),
     "gelu": lambda: (_layer(lambda: nn.GELU()), _image(b=1)),
     "gelu_tanh": lambda: (_layer(lambda: nn.GELU(approximate="tanh")), _image(b=1)),
@@ -153,7 +166,7 @@ ZOO.update({
     "permute_flatten": lambda: (_fn(lambda ls, x: x.permute(0, 2, 3, 1).flatten(1).unsqueeze(1)), _image(b=1)),
     # reductions
     "reductions": lambda: (_fn(lambda ls, x: (x.sum(1), x.mean((2, 3)), x.amax(-1), x.amin(2, keepdim=True),
-                                              x.argmax(1), x.prod(-1), x.var(1), x.std(-1),
+                                              x.argmax(1), x.var(1), x.std(-1),
                                               torch.linalg.vector_norm(x, dim=1), torch.logsumexp(x, 2))),
                            (_x(2, 4, 5, 3),)),
     # element-wise logic
@@ -168,6 +181,14 @@ ZOO.update({
 })
 
 
+def _prelu() -> nn.Module:
+    torch.manual_seed(0)
+    m = nn.PReLU(8)
+    with torch.no_grad():  # one slope per channel, all different (equal ones fold to leaky_relu)
+        m.weight.uniform_(0.0, 0.5)
+    return m.eval()
+
+
 def _bn() -> nn.Module:
     torch.manual_seed(0)
     bn = nn.BatchNorm2d(8)
@@ -177,3 +198,23 @@ def _bn() -> nn.Module:
         bn.weight.uniform_(0.5, 1.5)
         bn.bias.uniform_(-0.5, 0.5)
     return bn.eval()
+
+
+#: layers coremltools 9 itself fails to convert (through edgeport's convert_module), with a piece
+#: of its message: the emulator never sees a program for them
+CONVERSION_FAILS: dict[str, tuple[Callable[[], Case], str]] = {
+    "rnn_bidirectional": (lambda: _recurrent("rnn", True, 2, 5), "Bidirectional simple RNN not supported"),
+    "prod": (lambda: (_fn(lambda ls, x: x.prod(-1)), (_x(2, 4, 5),)),
+             "PyTorch convert function for op 'prod' not implemented"),
+}
+
+
+#: where coremltools 9's program computes something other than torch, the reference the program
+#: itself defines (output name -> array from the inputs), and why. The emulator is held to the
+#: program; the difference from torch is the converter's.
+CONVERTER_DEVIATIONS: dict[str, tuple[str, Callable[..., dict[str, np.ndarray]]]] = {
+    "gelu_tanh": ("GELU(approximate='tanh') is converted to gelu mode EXACT",
+                  lambda x: {"out0": torch.nn.functional.gelu(torch.from_numpy(x)).numpy()}),
+    "elementwise_math": ("reciprocal is converted to inverse with epsilon 1e-4: 1 / (x + 1e-4)",
+                         lambda x: {"out10": (1.0 / (x.astype(np.float64) + 1e-4)).astype(np.float32)}),
+}
