@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -26,6 +27,7 @@ CRASH_HOOK = "EDGEPORT_TEST_CRASH_TARGET"
 
 
 def _child(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...], label: str) -> None:
+    _single_threaded_torch()
     try:
         if os.environ.get(CRASH_HOOK) == label:
             os.abort()
@@ -36,6 +38,15 @@ def _child(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...], label: str)
         conn.send(("error", "", f"{type(exc).__name__}: {one_line(exc)}"))
     finally:
         conn.close()
+
+
+def _single_threaded_torch() -> None:
+    """After a fork, torch's OpenMP pool is the parent's and hangs the child on its first parallel
+    kernel (GNU libgomp is not fork-safe) when the parent already ran multi-threaded torch code —
+    a model trained or evaluated in the same process. One thread runs every kernel inline."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 def _rebuild(kind: str, message: str) -> EdgeportError:
