@@ -15,7 +15,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, TYPE_CHECKING
 
 from ..errors import ConversionError, MissingDependencyError
 
@@ -77,9 +77,7 @@ def onnx_to_saved_model(onnx_path: Path, out_dir: Path, *, keep_nchw: bool = Tru
                                      hint=f"import failed: {exc}") from exc
 
     model = onnx.load(str(onnx_path))
-    inits = {i.name for i in model.graph.initializer}
-    keep = [vi.name for vi in model.graph.input
-            if vi.name not in inits and 3 <= len(vi.type.tensor_type.shape.dim) <= 5]
+    keep, as_is = _input_layouts(model)
 
     cm = progress.step("onnx2tf: ONNX -> SavedModel") if progress else contextlib.nullcontext()
     with cm, tempfile.TemporaryDirectory(prefix="edgeport-onnx2tf-") as scratch:
@@ -98,6 +96,7 @@ def onnx_to_saved_model(onnx_path: Path, out_dir: Path, *, keep_nchw: bool = Tru
                     input_onnx_file_path=str(work_onnx),
                     output_folder_path=str(sm_dir),
                     keep_ncw_or_nchw_or_ncdhw_input_names=(keep or None) if keep_nchw else None,
+                    keep_shape_absolutely_input_names=(as_is or None) if keep_nchw else None,
                     output_signaturedefs=True,
                     verbosity="error",
                 )
@@ -122,9 +121,47 @@ def onnx_to_saved_model(onnx_path: Path, out_dir: Path, *, keep_nchw: bool = Tru
     return out_dir
 
 
+#: ops that read their input's axis 1 as channels: an input they consume is channels-first (NCW,
+#: NCHW, NCDHW); any other rank-3..5 input (a [batch, time, features] sequence for a GRU or
+#: attention) must keep its shape exactly — read as channels-first it would be transposed,
+#: silently when the two axes happen to be equal
+_CHANNEL_OPS = frozenset({"Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+                          "BatchNormalization", "InstanceNormalization", "LpPool", "Resize", "Upsample",
+                          "DepthToSpace", "SpaceToDepth", "PRelu"})
+
+
+def _input_layouts(model: Any) -> tuple[list[str], list[str]]:
+    """(channels-first inputs, inputs to keep exactly as they are), decided from the graph: what
+    consumes each rank-3..5 input, through shape-preserving ops (Cast, Identity, Mul/Add by a
+    constant...)."""
+    graph = model.graph
+    inits = {i.name for i in graph.initializer}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    passthrough = {"Cast", "Identity", "Mul", "Add", "Sub", "Div", "Relu", "Clip", "Neg", "Abs"}
+
+    def reaches_channel_op(name: str, depth: int = 0) -> bool:
+        for node in consumers.get(name, []):
+            if node.op_type in _CHANNEL_OPS:
+                return True
+            if node.op_type in passthrough and depth < 4 and any(reaches_channel_op(o, depth + 1) for o in node.output):
+                return True
+        return False
+
+    channels_first, as_is = [], []
+    for vi in graph.input:
+        if vi.name in inits or not 3 <= len(vi.type.tensor_type.shape.dim) <= 5:
+            continue
+        (channels_first if reaches_channel_op(vi.name) else as_is).append(vi.name)
+    return channels_first, as_is
+
+
 def _cache_key(onnx_path: Path, keep_nchw: bool) -> str:
     h = hashlib.sha256(onnx_path.read_bytes())
     h.update(b"nchw" if keep_nchw else b"nhwc")
+    h.update(b"layout-from-graph")  # inputs are read channels-first only when a channel op consumes them
     return h.hexdigest()[:32]
 
 

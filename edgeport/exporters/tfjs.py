@@ -73,9 +73,42 @@ def _add_metadata(model_json: Path, src: Any, precision: str) -> None:
         "outputs": [{"name": n, "key": out_map[n]} for n in src.output_names],
         "precision": precision,
     }
+    _split_addn_with_control_inputs(doc)
     _shorten_node_names(doc)
     # compact separators: model.json is part of the download
     model_json.write_text(json.dumps(doc, separators=(",", ":")))
+
+
+def _split_addn_with_control_inputs(doc: dict[str, Any]) -> None:
+    """Rewrite ``AddN`` nodes that carry control inputs (``^name``) as a chain of ``AddV2``.
+
+    tensorflowjs' optimizer merges a recurrent cell's bias adds inside a while loop into
+    ``AddN(a, b, ^counter)``; TF.js reads the ``^`` input as a third data input of a variadic op,
+    so the sum either fails (``tf.addN() must have the same dtype``: the counter is int32) or,
+    were it float, would silently add it in. ``AddV2`` reads exactly two inputs by position, so
+    the control input stays attached (keeping the loop's ordering) without being summed.
+    """
+    nodes = doc["modelTopology"].get("node", [])
+    functions = ((doc["modelTopology"].get("library") or {}).get("function") or [])
+    groups = [nodes] + [f.get("nodeDef", []) for f in functions]
+    for group in groups:
+        out = []
+        for node in group:
+            inputs = node.get("input", [])
+            control = [i for i in inputs if i.startswith("^")]
+            data = [i for i in inputs if not i.startswith("^")]
+            if node.get("op") != "AddN" or not control or len(data) < 2:
+                out.append(node)
+                continue
+            attr = {k: v for k, v in node.get("attr", {}).items() if k != "N"}
+            acc = data[0]
+            for k, nxt in enumerate(data[1:], 1):
+                last = k == len(data) - 1
+                name = node["name"] if last else f"{node['name']}/edgeport_add{k}"
+                out.append({**{x: y for x, y in node.items() if x not in ("input", "attr", "op", "name")},
+                            "name": name, "op": "AddV2", "input": [acc, nxt] + control, "attr": dict(attr)})
+                acc = name
+        group[:] = out
 
 
 def _shorten_node_names(doc: dict[str, Any]) -> None:
