@@ -127,13 +127,16 @@ def convert(sm_dir: Path, precision: str, specs: Sequence[IOSpec], calibration: 
                           _first_error(failure) + (f" [{log.tail()}]" if log.text.strip() else "")) from failure
 
 
-def _representative(data: Dataset, specs: Sequence[IOSpec], n: int) -> Callable[[], Iterator[list[np.ndarray]]]:
+def _representative(data: Dataset, specs: Sequence[IOSpec], n: int) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
+    """Calibration samples keyed by signature input name: TF's calibrator matches a *list* by its
+    own tensor order (which need not be the source's — a two-input model got one input's arrays
+    in the other), a dict by name."""
     subset = data.take(n)
 
-    def gen() -> Iterator[list[np.ndarray]]:
+    def gen() -> Iterator[dict[str, np.ndarray]]:
         for i in range(len(subset)):
             sample = subset.sample(i)
-            yield [np.asarray(sample[s.name]).astype(s.dtype) for s in specs]
+            yield {s.name: np.asarray(sample[s.name]).astype(s.dtype) for s in specs}
     return gen
 
 
@@ -216,10 +219,11 @@ def guard_int8(g: GuardInputs, flat: bytes, fp32_flat: bytes | None = None, budg
     conv.representative_dataset = _representative(g.calibration, g.specs, g.calibration_samples)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
     candidates: dict[int, tuple[bytes, list[tuple[str, str]]]] = {0: (flat, [])}
+    order = _interpreter_input_order(flat, [s.name for s in g.specs])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the debugger runs TF's deprecated tf.lite.Interpreter
         debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=conv, debug_dataset=lambda: ([f[s.name] for s in g.specs] for f in feeds[:1]))  # layer order only
+            converter=conv, debug_dataset=lambda: ([f[n] for n in order] for f in feeds[:1]))  # layer order only
         layers = _layers_in_order(debugger)
         weighted = [i for i, (op, _) in enumerate(layers) if op in _WEIGHTED_OPS]
 
@@ -233,6 +237,20 @@ def guard_int8(g: GuardInputs, flat: bytes, fp32_flat: bytes | None = None, budg
         result = search_float_prefix(first, len(weighted), build, budget_s)
     chosen, kept_layers = candidates[result.float_layers]
     return GuardResult(chosen, [f"{op} {name}" for op, name in kept_layers], result.trials, result.met)
+
+
+def _interpreter_input_order(flat: bytes, names: list[str]) -> list[str]:
+    """Source input names in the order the interpreter lists its input tensors — the order the
+    quantization debugger feeds a list in (tensor names look like ``serving_default_<name>:0``)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    details = Interpreter(model_content=flat).get_input_details()
+    order = []
+    for d in details:
+        tensor = d["name"].split(":")[0]
+        match = [n for n in names if tensor.endswith(n) and n not in order]
+        order.append(max(match, key=len) if match else next(n for n in names if n not in order))
+    return order if sorted(order) == sorted(names) else names
 
 
 def _layers_in_order(debugger: Any) -> list[tuple[str, str]]:

@@ -32,13 +32,18 @@ class ErrorStats:
         diff = np.abs(ref - got)
         n = ref.shape[0] if ref.ndim else 1
         r2, g2 = ref.reshape(n, -1), got.reshape(n, -1)
-        if r2.shape[1] == 1:  # one value per sample: judged over the batch
-            r2, g2 = r2.reshape(1, -1), g2.reshape(1, -1)
+        if r2.shape[1] == 1 and n > 1:
+            # one value per sample: judged over the batch, centred on the reference's mean (a
+            # correlation), so an output stuck at the mean does not look aligned
+            mean = r2.mean()
+            r2, g2 = (r2 - mean).reshape(1, -1), (g2 - mean).reshape(1, -1)
         dot = (r2 * g2).sum(1)
         norms = np.linalg.norm(r2, axis=1) * np.linalg.norm(g2, axis=1)
         cos = np.where(norms > 0, dot / np.maximum(norms, 1e-300), np.where(np.abs(dot) == 0, 1.0, 0.0))
         noise = float((diff ** 2).sum())
-        signal = float((ref ** 2).sum())
+        # signal power: for one value per sample, the reference's variance (its spread is what a
+        # regression output carries; its offset is free to match)
+        signal = float(((ref - ref.mean()) ** 2).sum()) if ref.size == n and n > 1 else float((ref ** 2).sum())
         sqnr = float("inf") if noise == 0 else 10 * np.log10(max(signal, 1e-300) / noise)
         scale = float(np.abs(ref).max()) or 1.0
         return cls(name, int(n), float(diff.max(initial=0.0)), float(diff.mean()) if diff.size else 0.0,
