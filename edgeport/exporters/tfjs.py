@@ -30,11 +30,11 @@ class TFJSExporter(Exporter):
         """Write ``out_dir/tfjs/model.json`` and its shards; describe them in an Artifact."""
         from . import _tfjs_convert as conv
         from ._onnx2tf_env import onnx_to_saved_model
-        from .torch_to_onnx import source_onnx
+        from .torch_to_onnx import source_onnx_for_tensorflow
 
         precision = job.precision
         src = job.source
-        onnx_path = source_onnx(job)
+        onnx_path = source_onnx_for_tensorflow(job)
         workdir = Path(job.workdir)
         saved_model = onnx_to_saved_model(onnx_path, workdir / "tfjs_saved_model", keep_nchw=True,
                                           progress=job.progress)

@@ -33,7 +33,7 @@ class TFLiteExporter(Exporter):
 
     def export(self, job: ExportJob, out_dir: Path) -> Artifact:
         from ._onnx2tf_env import onnx_to_saved_model, prepare_tensorflow_env
-        from .torch_to_onnx import source_onnx
+        from .torch_to_onnx import source_onnx_for_tensorflow
 
         prepare_tensorflow_env()
         precision = job.precision
@@ -46,7 +46,7 @@ class TFLiteExporter(Exporter):
         work.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
 
-        onnx_path = source_onnx(job)
+        onnx_path = source_onnx_for_tensorflow(job)
         sm_dir = onnx_to_saved_model(onnx_path, work / "saved_model", keep_nchw=True, progress=job.progress)
         from ._tflite_convert import convert, wrap_saved_model
 

@@ -13,24 +13,44 @@ if TYPE_CHECKING:  # pragma: no cover
     from .base import ExportJob
 
 
-def source_onnx(job: "ExportJob") -> Path:
-    """The job's model as an fp32 ONNX file: the user's ``.onnx`` source as given, or the job's
-    (possibly pruned) module exported once into the job's scratch folder.
+#: the opset the TensorFlow paths (TFLite, TF.js) re-export at when the graph holds ``Erf``: at 18
+#: torch writes exact GELU as an Erf chain that TFLite's builtins refuse; from opset 20 it is one
+#: ``Gelu`` node, which onnx2tf maps to TFLite's own GELU kernel (exact, not the tanh form)
+GELU_OPSET = 20
 
-    Shared by the ONNX, TFLite (onnx2tf) and TF.js paths; the file is kept per module in the
-    call's shared scratch folder, so ``--target all`` and the fp32 size reference export once,
-    and a pruned module and the dense source never share a file.
+
+def source_onnx(job: "ExportJob", opset: int | None = None) -> Path:
+    """The job's model as an fp32 ONNX file: the user's ``.onnx`` source as given, or the job's
+    (possibly compressed) module exported once into the job's scratch folder.
+
+    Shared by the ONNX, TFLite (onnx2tf) and TF.js paths; the file is kept per module and opset in
+    the call's shared scratch folder, so ``--target all`` and the fp32 size reference export once,
+    and a compressed module and the dense source never share a file.
     """
     if job.module is None:
         if job.source.onnx_path is None:
             raise ConfigError("nothing to export: the source has neither a module nor an ONNX file")
         return Path(job.source.onnx_path)
-    path = Path(job.shared_dir or job.workdir) / f"source-{id(job.module):x}.onnx"
+    opset = int(opset or getattr(job.options, "opset", 18))
+    path = Path(job.shared_dir or job.workdir) / f"source-{id(job.module):x}-opset{opset}.onnx"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        with job.progress.step("torch -> onnx (dynamo exporter)"):
+        with job.progress.step(f"torch -> onnx (dynamo exporter, opset {opset})"):
             torch_to_onnx(job.module, job.source.example_inputs, job.source.input_names,
-                          job.source.output_names, path, opset=int(getattr(job.options, "opset", 18)))
+                          job.source.output_names, path, opset=opset)
+    return path
+
+
+def source_onnx_for_tensorflow(job: "ExportJob") -> Path:
+    """:func:`source_onnx`, re-exported at :data:`GELU_OPSET` when the graph holds exact GELU."""
+    path = source_onnx(job)
+    if job.module is None:
+        return path
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    if any(n.op_type == "Erf" for n in graph.node):
+        return source_onnx(job, GELU_OPSET)
     return path
 
 
