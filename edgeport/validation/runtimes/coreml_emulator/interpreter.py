@@ -16,6 +16,8 @@ import numpy as np
 from ....errors import RuntimeLoadError
 from . import (ops_constexpr, ops_control, ops_conv, ops_elementwise, ops_indexing, ops_nn,  # noqa: F401
                ops_recurrent, ops_resample, ops_shape)  # (importing a module registers its ops)
+from .fp16 import round_fp16
+from .plan import EPILOGUE_OPS, FRESH_RESULT, StepPlan, plan_steps
 from .program import Block, Operation, Program, TensorType, walk
 from .registry import OPS, Args, Context
 
@@ -25,69 +27,14 @@ _INT_TYPES = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "UINT16": n
               "UINT3": np.uint8, "UINT6": np.uint8}
 
 
-_ONE = np.uint32(1)
-
-
-_BLOCK = 1 << 16  # elements per block: the ~10 passes of the rounding stay in the L2 cache
-
-
-def round_fp16(x: Any) -> np.ndarray:
-    """Round float32 values to the nearest fp16 value (ties to even), kept as float32.
-
-    Same result as ``x.astype(float16).astype(float32)`` (tested, incl. subnormals, overflow to
-    inf and NaN) but several times faster: numpy's float16 cast is not vectorized here, and the
-    emulator rounds after every op. Normal range: add half an fp16 ulp (plus the tie-to-even bit)
-    to the float32 bits and clear the 13 low mantissa bits. fp16 subnormals and overflow are rare
-    and fixed per block.
-    """
-    x = np.asarray(x, dtype=np.float32)
-    if not x.flags.c_contiguous and x.ndim > 1:
-        # keep the memory order (conv results are channels-last under an NCHW view): round the
-        # underlying buffer, hand back the same view of it
-        order = tuple(int(i) for i in np.argsort([-abs(st) for st in x.strides], kind="stable"))
-        base = x.transpose(order)
-        if base.flags.c_contiguous:
-            return round_fp16(base).transpose(np.argsort(order))
-    x = np.ascontiguousarray(x)
-    flat = x.reshape(-1)
-    bits = flat.view(np.uint32)
-    out = np.empty_like(flat)
-    out_bits = out.view(np.uint32)
-    t = np.empty(min(_BLOCK, flat.size), np.uint32)
-    u = np.empty_like(t)
-    for s in range(0, flat.size, _BLOCK):
-        e = min(flat.size, s + _BLOCK)
-        b, tt, uu = bits[s:e], t[:e - s], u[:e - s]
-        np.right_shift(b, np.uint32(13), out=tt)
-        tt &= _ONE
-        tt += np.uint32(0xFFF)
-        tt += b
-        np.bitwise_and(tt, np.uint32(0xFFFFE000), out=out_bits[s:e])
-        np.bitwise_and(b, np.uint32(0x7FFFFFFF), out=uu)  # |x| as bits
-        overflow = uu.max() >= np.uint32(0x477FF000)      # |x| >= 65520 (past fp16's 65504) or NaN
-        uu -= _ONE  # 0 wraps to the top, so only non-zero values can pass the "small" test
-        if uu.min() < np.uint32(0x38800000 - 1):           # some 0 < |x| < 2**-14: fp16 subnormals
-            # adding 0.75 (float32 ulp 2**-24 there) rounds to fp16's fixed 2**-24 grid, ties to
-            # even; taking it off again is exact
-            grid = flat[s:e] + np.float32(0.75)
-            grid -= np.float32(0.75)
-            np.copyto(out[s:e], grid, where=uu < np.uint32(0x38800000 - 1))
-        if overflow:
-            xs = flat[s:e]
-            with np.errstate(invalid="ignore"):
-                big = np.abs(xs) >= 65520
-            out[s:e][big] = np.copysign(np.float32(np.inf), xs[big])
-            out[s:e][np.isnan(xs)] = np.nan
-    return out.reshape(x.shape)
-
-
-def coerce(value: Any, ttype: TensorType | None) -> Any:
-    """``value`` as the declared type: fp16 rounding, float32, the integer width, bool."""
+def coerce(value: Any, ttype: TensorType | None, fresh: bool = False) -> Any:
+    """``value`` as the declared type: fp16 rounding, float32, the integer width, bool.
+    ``fresh``: ``value`` is a new array no one else holds (its buffer may take the result)."""
     if ttype is None or isinstance(value, str) or (isinstance(value, list) and value and isinstance(value[0], str)):
         return value
     dt = ttype.dtype
     if dt == "FLOAT16":
-        return round_fp16(value)  # fp16 overflow -> inf, as on device
+        return round_fp16(value, inplace=fresh)  # fp16 overflow -> inf, as on device
     if dt in ("FLOAT32", "FLOAT64", "BFLOAT16"):
         arr = np.asarray(value, dtype=np.float32)
         if dt == "BFLOAT16":  # keep the top 16 bits (round to nearest even)
@@ -130,6 +77,20 @@ def missing_ops(program: Program) -> list[str]:
     return sorted(missing)
 
 
+def _epilogue(bounds: tuple[float, float] | None, fp16: bool) -> Any:
+    """What a conv applies to each block of its result, in place: a folded clip, then the fp16
+    rounding of a FLOAT16 program."""
+    lo, hi = (np.float32(bounds[0]), np.float32(bounds[1])) if bounds else (None, None)
+
+    def apply(block: np.ndarray) -> None:
+        if lo is not None:
+            np.maximum(block, lo, out=block)
+            np.minimum(block, hi, out=block)
+        if fp16:
+            round_fp16(block, inplace=True)
+    return apply
+
+
 class Interpreter:
     """A program made runnable: ``run(feeds, batch)`` -> {program output name: array}."""
 
@@ -158,6 +119,8 @@ class Interpreter:
         for op in walk(program.operations):
             for block in op.blocks:
                 self.block_steps[id(block)] = self._prepare(block.operations, ctx)
+        keep = set(program.outputs) | set(self.consts) | {n for n, _ in program.inputs}
+        self.plans = plan_steps(self.steps, keep, self.consts)
         every = list(walk(program.operations))
         self.skip_rounding = {id(op) for op in every if op.type not in ("const",) and self._preserves_fp16(op, declared)}
         self.peak_elements = max((math.prod(max(d, 1) for d in t.shape) for op in every
@@ -200,8 +163,13 @@ class Interpreter:
             env[name] = coerce(feeds[name], ttype)
         ctx = Context(batch=batch)
         ctx.run_block = lambda block, values: self._run_block(block, values, env, ctx)
-        for op in self.steps:
-            self._execute(op, env, ctx)
+        for op, plan in zip(self.steps, self.plans):
+            if plan.alias is not None:  # an activation the conv before already applied
+                env[plan.alias[0]] = env[plan.alias[1]]
+            else:
+                self._execute(op, env, ctx, plan)
+            for name in plan.dying:
+                env.pop(name, None)
         return {name: env[name] for name in self.program.outputs}
 
     def _run_block(self, block: Block, values: list[Any], env: dict[str, Any], ctx: Context) -> list[Any]:
@@ -218,7 +186,7 @@ class Interpreter:
         except KeyError as exc:
             raise RuntimeLoadError(f"block output {exc} is not defined") from exc
 
-    def _execute(self, op: Operation, env: dict[str, Any], ctx: Context) -> None:
+    def _execute(self, op: Operation, env: dict[str, Any], ctx: Context, plan: StepPlan | None = None) -> None:
         values: dict[str, list[Any]] = {}
         for key, args in op.inputs.items():
             resolved = []
@@ -231,8 +199,12 @@ class Interpreter:
                     resolved.append(ref)
             values[key] = resolved
         fp16 = bool(op.outputs) and op.outputs[0][1] is not None and op.outputs[0][1].dtype == "FLOAT16"
+        epilogue = None
+        if op.type in EPILOGUE_OPS and (fp16 or (plan is not None and plan.activation)):
+            epilogue = _epilogue(plan.activation if plan is not None else None, fp16)
+        args = Args(op.type, values, op.blocks, fp16, plan.owned if plan is not None else frozenset(), epilogue)
         try:
-            result = OPS[op.type](Args(op.type, values, op.blocks, fp16), ctx)
+            result = OPS[op.type](args, ctx)
         except RuntimeLoadError:
             raise
         except (ValueError, IndexError, TypeError, KeyError, ZeroDivisionError, OverflowError) as exc:
@@ -240,9 +212,10 @@ class Interpreter:
         results = result if isinstance(result, tuple) else (result,)
         if len(results) != len(op.outputs):
             raise RuntimeLoadError(f"op {op.type} gave {len(results)} outputs, program declares {len(op.outputs)}")
-        exact = id(op) in self.skip_rounding
+        exact = id(op) in self.skip_rounding or epilogue is not None  # the kernel rounded per block
+        fresh = op.type in FRESH_RESULT
         for (name, ttype), value in zip(op.outputs, results):
-            value = value if exact else coerce(value, ttype)
+            value = value if exact else coerce(value, ttype, fresh)
             if ctx.batch is None and ttype is not None and ttype.shape is not None and hasattr(value, "shape"):
                 declared = ttype.shape
                 if len(declared) != np.ndim(value) or any(d >= 0 and d != s for d, s in zip(declared, np.shape(value))):

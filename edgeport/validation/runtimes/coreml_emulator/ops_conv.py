@@ -4,6 +4,7 @@ Float32 inside an op; rounding to the declared type is the interpreter's job."""
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -59,11 +60,94 @@ def _windows(x: np.ndarray, kernel: list[int], strides: list[int], dilations: li
     return win[index]
 
 
+def _channels_last(x: np.ndarray) -> np.ndarray:
+    """[N, C, *S] as a C-contiguous [N, *S, C] array: free when ``x`` is already a channels-last
+    buffer under an NCHW view (what every conv here returns), one transposing copy otherwise."""
+    xl = np.moveaxis(x, 1, -1)
+    return xl if xl.flags.c_contiguous else np.ascontiguousarray(xl)
+
+
+_DW_BLOCK = 1 << 18  # output elements per depthwise block: its accumulator stays in the L2 cache
+_DW_EINSUM_MIN_CHANNELS = 64  # from here einsum's one-call reduction beats a pass per tap
+
+
+def _depthwise(xl: np.ndarray, w: np.ndarray, strides: list[int], dilations: list[int],
+               finish: Callable[[np.ndarray], None]) -> np.ndarray:
+    """Depthwise conv of a padded channels-last [N, *S, C] input with weight [C, 1, *K], per
+    sample and block of output rows; ``finish`` (bias, epilogue) runs on each block while it is
+    in cache. Many channels: one einsum over the block's strided window view sums the taps;
+    few channels: one multiply and one add per tap (einsum's inner loop is then too short).
+    Each sample is computed alone, in the same blocks, so batched and per-sample runs agree bit
+    for bit."""
+    n_sp = xl.ndim - 2
+    kernel = w.shape[2:]
+    wl = np.ascontiguousarray(np.moveaxis(w[:, 0], 0, -1))  # [*K, C]
+    out_sp = [(xl.shape[1 + i] - ((kernel[i] - 1) * dilations[i] + 1)) // strides[i] + 1 for i in range(n_sp)]
+    batch, chans = xl.shape[0], xl.shape[-1]
+    out = np.empty([batch] + out_sp + [chans], np.float32)
+    rows = max(1, min(out_sp[0], _DW_BLOCK // max(1, math.prod(out_sp[1:]) * chans)))
+    use_einsum = chans >= _DW_EINSUM_MIN_CHANNELS
+    if use_einsum:
+        eff = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
+        # [N, *O', C, *K'] -> strided to [N, *O, C, *K]
+        win = sliding_window_view(xl, eff, axis=tuple(range(1, 1 + n_sp)))
+        win = win[(slice(None),) + tuple(slice(None, None, st) for st in strides) + (slice(None),)
+                  + tuple(slice(None, None, d) for d in dilations)]
+        letters = "hwuv"[:n_sp], "klmn"[:n_sp]
+        spec = f"{letters[0]}c{letters[1]},{letters[1]}c->{letters[0]}c"
+    else:
+        tmp = np.empty([rows] + out_sp[1:] + [chans], np.float32)
+        taps = list(np.ndindex(*kernel))
+    for n in range(batch):
+        for r0 in range(0, out_sp[0], rows):
+            r1 = min(out_sp[0], r0 + rows)
+            acc = out[n, r0:r1]
+            if use_einsum:
+                np.einsum(spec, win[n, r0:r1], wl, out=acc)
+                finish(acc)
+                continue
+            buf = tmp[:r1 - r0]
+            for i, tap in enumerate(taps):
+                first = tap[0] * dilations[0] + r0 * strides[0]
+                window = (n, slice(first, first + (r1 - r0 - 1) * strides[0] + 1, strides[0])) + tuple(
+                    slice(t * d, t * d + s * (o - 1) + 1, s)
+                    for t, d, s, o in zip(tap[1:], dilations[1:], strides[1:], out_sp[1:]))
+                if i == 0:
+                    np.multiply(xl[window], wl[tap], out=acc)
+                else:
+                    np.multiply(xl[window], wl[tap], out=buf)
+                    acc += buf
+            finish(acc)
+    return out
+
+
+_PW_BLOCK = 1 << 17  # output elements per pointwise block (rows x C_out)
+
+
+def _pointwise(xl: np.ndarray, w: np.ndarray, finish: Callable[[np.ndarray], None]) -> np.ndarray:
+    """[N, P, C_in] @ [C_in, C_out] per sample, in blocks of rows so ``finish`` (bias, epilogue)
+    runs on each block while it is in cache. Block boundaries depend on the sample only, never
+    on the batch: batched and per-sample runs agree bit for bit."""
+    batch, rows, cin = xl.shape
+    wt = w.reshape(w.shape[0], cin).T
+    out = np.empty((batch, rows, wt.shape[1]), np.float32)
+    step = max(1, _PW_BLOCK // max(1, wt.shape[1]))
+    for n in range(batch):
+        for r0 in range(0, rows, step):
+            block = out[n, r0:r0 + step]
+            np.matmul(xl[n, r0:r0 + step], wt, out=block)
+            finish(block)
+    return out
+
+
 @op("conv")
 def _conv(a: Args, ctx: Context) -> np.ndarray:
+    """Convolution computed channels-last and returned as an NCHW view of a channels-last
+    buffer: the next conv takes it as is, element-wise ops keep the layout, and every product
+    is one BLAS call per sample with channels as the contiguous inner dimension."""
     x, w = f32(a["x"]), f32(a["weight"])
     n_sp = w.ndim - 2
-    if n_sp not in (1, 2):
+    if n_sp not in (1, 2) or x.ndim != w.ndim:
         raise RuntimeLoadError(f"conv with {n_sp} spatial dims is not supported by the emulator")
     strides = a.ints("strides", [1] * n_sp)
     dilations = a.ints("dilations", [1] * n_sp)
@@ -72,32 +156,30 @@ def _conv(a: Args, ctx: Context) -> np.ndarray:
     pads = _spatial_pads(a.str("pad_type", "valid"), a.ints("pad"), x.shape[2:], kernel, strides, dilations)
     batch, cin = x.shape[:2]
     cout = w.shape[0]
-    depthwise = groups == cin and w.shape[1] == 1 and cout == cin
-    pointwise = groups == 1 and all(k == 1 for k in kernel) and all(s == 1 for s in strides)
-    if depthwise or pointwise:
-        x = _zero_pad(x, [(0, 0), (0, 0)] + pads)
-    if pointwise:
-        out = np.matmul(w.reshape(cout, cin), x.reshape(batch, cin, -1)).reshape((batch, cout) + x.shape[2:])
-    elif depthwise:
-        # depthwise: one multiply-add per kernel tap over strided views, per sample and block of
-        # 32 channels so the working set stays in cache (same tap order: same sums as unblocked)
-        out_sp = [(x.shape[2 + i] - ((kernel[i] - 1) * dilations[i] + 1)) // strides[i] + 1 for i in range(n_sp)]
-        out = np.zeros([batch, cout] + out_sp, dtype=np.float32)
-        tmp = np.empty([min(32, cout)] + out_sp, dtype=np.float32)
-        taps = [(tap, tuple(slice(t * d, t * d + s * (o - 1) + 1, s)
-                            for t, d, s, o in zip(tap, dilations, strides, out_sp))) for tap in np.ndindex(*kernel)]
-        for n in range(batch):
-            for c0 in range(0, cout, 32):
-                c1 = min(cout, c0 + 32)
-                acc, buf = out[n, c0:c1], tmp[:c1 - c0]
-                for tap, window in taps:
-                    np.multiply(x[(n, slice(c0, c1)) + window],
-                                w[(slice(c0, c1), 0) + tap].reshape((c1 - c0,) + (1,) * n_sp), out=buf)
-                    acc += buf
+    if groups <= 0 or cin % groups or cout % groups or w.shape[1] * groups != cin:
+        raise RuntimeLoadError(f"conv: weight {w.shape} for {cin} input channels in {groups} groups")
+    xl = _zero_pad(_channels_last(x), [(0, 0)] + pads + [(0, 0)])
+    bias = a.get("bias")
+    bias = None if bias is None else f32(bias).reshape(cout)
+    epilogue = a.epilogue
+
+    def finish(block: np.ndarray) -> None:  # on a C-contiguous [..., C_out] block, in place
+        if bias is not None:
+            block += bias
+        if epilogue is not None:
+            epilogue(block)
+
+    if groups == 1 and all(k == 1 for k in kernel):
+        # pointwise: strided subsampling (if any), then [N, P, C_in] @ [C_in, C_out] per sample
+        sub = xl[(slice(None),) + tuple(slice(None, None, s) for s in strides)] if any(s > 1 for s in strides) else xl
+        out_sp = sub.shape[1:-1]
+        res = _pointwise(np.ascontiguousarray(sub).reshape(batch, -1, cin), w, finish)
+    elif groups == cin and cout == cin:
+        res = _depthwise(xl, w, strides, dilations, finish)
+        out_sp = res.shape[1:-1]
     else:
         # im2col in channels-last order: each copied run is C contiguous floats, and the weights
         # are reordered to (O, *K, C) to match
-        xl = _zero_pad(np.ascontiguousarray(np.moveaxis(x, 1, -1)), [(0, 0)] + pads + [(0, 0)])
         eff = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
         win = sliding_window_view(xl, eff, axis=tuple(range(1, 1 + n_sp)))  # N, *O', C, *K'
         index = (slice(None),) + tuple(slice(None, None, s) for s in strides) + (slice(None),) + \
@@ -115,14 +197,9 @@ def _conv(a: Args, ctx: Context) -> np.ndarray:
             # batched run equals per-sample runs bit for bit
             cols = (win if groups == 1 else win[..., g * cg:(g + 1) * cg]).reshape(batch, -1, cg * int(np.prod(kernel)))
             parts.append(np.matmul(cols, wl[g * og:(g + 1) * og].reshape(og, -1).T))  # [N, O, og]
-        res = parts[0] if groups == 1 else np.concatenate(parts, axis=-1)
-        out = np.moveaxis(res.reshape((batch,) + out_sp + (cout,)), -1, 1)
-    bias = a.get("bias")
-    if bias is not None:
-        out = out + f32(bias).reshape((1, cout) + (1,) * n_sp)
-    # left in whatever memory order the product produced (often channels-last under an NCHW view):
-    # the next conv wants channels-last anyway, element-wise ops do not care
-    return out
+        res = np.ascontiguousarray(parts[0] if groups == 1 else np.concatenate(parts, axis=-1))
+        finish(res)
+    return np.moveaxis(res.reshape((batch,) + tuple(out_sp) + (cout,)), -1, 1)
 
 
 def _pool(a: Args, reduce: str) -> np.ndarray:

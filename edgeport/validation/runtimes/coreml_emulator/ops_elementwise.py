@@ -23,7 +23,13 @@ _BINARY = {
 
 
 def _binary(fn):  # noqa: ANN001, ANN202 - tiny closure factory
-    return lambda a, ctx: fn(_num(a["x"]), _num(a["y"]))
+    def run(a: Args, ctx: Context) -> np.ndarray:
+        x, y = _num(a["x"]), _num(a["y"])
+        if (a.owned("x") and x.dtype == np.float32 and np.result_type(x, y) == np.float32
+                and np.broadcast_shapes(x.shape, np.shape(y)) == x.shape):
+            return fn(x, y, out=x)  # x dies here and nobody else holds it: reuse its buffer
+        return fn(x, y)
+    return run
 
 
 for _name, _fn in _BINARY.items():
@@ -119,7 +125,9 @@ def _inverse(a: Args, ctx: Context) -> np.ndarray:
 
 @op("clip")
 def _clip(a: Args, ctx: Context) -> np.ndarray:
-    out = np.maximum(f32(a["x"]), np.float32(a.float("alpha")))  # np.clip is several times slower
+    x = f32(a["x"])
+    # np.clip is several times slower; an input that dies here takes the result in place
+    out = np.maximum(x, np.float32(a.float("alpha")), out=x if a.owned("x") else None)
     return np.minimum(out, np.float32(a.float("beta")), out=out)
 
 

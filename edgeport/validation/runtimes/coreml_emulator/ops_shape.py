@@ -144,8 +144,14 @@ def _pad(a: Args, ctx: Context) -> np.ndarray:
     width = [(0, 0)] * (x.ndim - k) + [(pads[2 * i], pads[2 * i + 1]) for i in range(k)]
     mode = a.str("mode", "constant")
     if mode == "constant":
-        # filled buffer + one slice assignment: several times faster than np.pad
-        out = np.full([d + b + e for d, (b, e) in zip(x.shape, width)], a.float("constant_val", 0.0), x.dtype)
+        # filled buffer + one slice assignment (several times faster than np.pad), laid out in
+        # x's memory order: a channels-last input (a conv result) stays channels-last for the
+        # conv that follows, instead of being transposed here and back there
+        order = tuple(int(i) for i in np.argsort([-abs(st) for st in x.strides], kind="stable")) if x.ndim > 1 else (0,)
+        shape = [d + b + e for d, (b, e) in zip(x.shape, width)]
+        value = a.float("constant_val", 0.0)
+        alloc = np.zeros if value == 0 else (lambda sh, dt: np.full(sh, value, dt))
+        out = alloc([shape[i] for i in order], x.dtype).transpose(np.argsort(order))
         out[tuple(slice(b, b + d) for d, (b, _) in zip(x.shape, width))] = x
         return out
     if mode in ("reflect", "replicate"):

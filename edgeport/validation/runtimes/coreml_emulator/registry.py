@@ -43,11 +43,21 @@ class Args:
     """
 
     def __init__(self, op_type: str, values: dict[str, list[Any]], blocks: list[Any] | None = None,
-                 fp16: bool = False):
+                 fp16: bool = False, owned: frozenset[str] = frozenset(),
+                 epilogue: Callable[[np.ndarray], None] | None = None):
         self.op_type = op_type
         self.values = values
         self.blocks = blocks or []
         self.fp16 = fp16
+        self._owned = owned
+        #: for the ops in plan.EPILOGUE_OPS: applied in place to every C-contiguous block of the
+        #: finished result (a folded activation, fp16 rounding); such an op must apply it
+        self.epilogue = epilogue
+
+    def owned(self, key: str) -> bool:
+        """The value of ``key`` is a fresh array only this op uses and nothing needs afterwards:
+        the op may write its result into it (the interpreter decides, from the program)."""
+        return key in self._owned
 
     def __contains__(self, key: str) -> bool:
         return key in self.values
