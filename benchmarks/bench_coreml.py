@@ -1,7 +1,11 @@
 """ios-coreml: edgeport's CoreML exports beside plain coremltools defaults, judged by the
 coreml-emulator, and the emulator's time beside onnxruntime's on the same model and inputs.
 
-    python benchmarks/bench_coreml.py [--real]     # --real adds MiniLM and EfficientNet-Lite0 (fp16)
+    python benchmarks/bench_coreml.py [--real] [--only NAME ...]
+        # --real adds MiniLM (fp16) and EfficientNet-Lite0 (fp32, fp16); --only keeps the named models
+
+Every emulator row also times one sample against onnxruntime fp32 (batch 1, 1 thread, runs
+alternating in one loop): the "emulator vs onnxruntime" table.
 
 Sizes count every file of the .mlpackage folder. "by hand" rows are what a user gets from
 ``coremltools.convert(torch.export program)`` with its defaults (and the optimize calls with
@@ -55,6 +59,22 @@ def best_time(fn, repeats: int = 5) -> float:
     return best * 1e3
 
 
+def batch1_ratio(sess, ort_sess, source, data, repeats: int = 20) -> dict:
+    """One sample, 1 thread: the emulator and onnxruntime fp32 timed alternately in one loop
+    (so both see the same load on a shared host); best of ``repeats`` wall-clock and CPU time."""
+    feed = data.sample(0)
+    emu_feed = {s.name: feed[n] for s, n in zip(sess.input_specs, source.input_names)}
+    best = {"emu": [float("inf")] * 2, "ort": [float("inf")] * 2}
+    for _ in range(repeats):
+        for key, run in (("emu", lambda: sess.run(emu_feed)), ("ort", lambda: ort_sess.run(None, feed))):
+            t0, c0 = time.perf_counter(), time.process_time()
+            run()
+            best[key][0] = min(best[key][0], time.perf_counter() - t0)
+            best[key][1] = min(best[key][1], time.process_time() - c0)
+    return {"b1_emu_ms": best["emu"][0] * 1e3, "b1_ort_ms": best["ort"][0] * 1e3,
+            "b1_emu/ort": best["emu"][0] / best["ort"][0], "b1_emu/ort_cpu": best["emu"][1] / best["ort"][1]}
+
+
 def ort_session(source, workdir: Path):
     import onnxruntime as ort
 
@@ -67,7 +87,7 @@ def ort_session(source, workdir: Path):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def ours(source, data, reference, precisions, workdir: Path, ort_ms: float) -> list[dict]:
+def ours(source, data, reference, precisions, workdir: Path, ort_ms: float, ort_sess) -> list[dict]:
     from edgeport.exporters import ExportJob, get_exporter
     from edgeport.progress import SILENT
     from edgeport.targets.profile import load_profile, resolve_plan
@@ -90,6 +110,7 @@ def ours(source, data, reference, precisions, workdir: Path, ort_ms: float) -> l
         row["ort_fp32_ms"] = ort_ms
         row["emu/ort"] = row["emu_ms"] / ort_ms
         row["batching"] = sess.batching.get("mode")
+        row.update(batch1_ratio(sess, ort_sess, source, data))
         rows.append(row)
     return rows
 
@@ -128,13 +149,16 @@ def by_hand(source, data, reference, workdir: Path, fp32_bytes: int) -> list[dic
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--real", action="store_true", help="add MiniLM and EfficientNet-Lite0 (fp16 only)")
+    parser.add_argument("--real", action="store_true", help="add MiniLM and EfficientNet-Lite0")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these sample models")
     args = parser.parse_args()
     from edgeport.sample_models import load_sample
 
     plan = [("digits_cnn", PRECISIONS, None), ("text_transformer", PRECISIONS, None)]
     if args.real:
-        plan += [("minilm", ("fp16",), None), ("efficientnet_lite0", ("fp16",), 16)]
+        plan += [("minilm", ("fp16",), None), ("efficientnet_lite0", ("fp32", "fp16"), 16)]
+    if args.only:
+        plan = [p for p in plan if p[0] in args.only]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -144,7 +168,7 @@ def main() -> None:
             reference = source.reference(data)
             ort_sess = ort_session(source, workdir)
             ort_ms = best_time(lambda: [ort_sess.run(None, data.sample(i)) for i in range(len(data))])
-            mine = ours(source, data, reference, precisions, workdir, ort_ms)
+            mine = ours(source, data, reference, precisions, workdir, ort_ms, ort_sess)
             rows += mine
             fp32 = next((r["bytes"] for r in mine if r["precision"] == "fp32"), None)
             if fp32 and source.task == "classification":
@@ -152,9 +176,14 @@ def main() -> None:
     columns = ["model", "precision", "bytes", "ratio", "compressed", "left_float", "agreement", "accuracy",
                "cos_min", "max_abs_rel", "emu_ms", "ort_fp32_ms", "emu/ort", "batching"]
     print_table(rows, columns)
+    print("\nemulator vs onnxruntime fp32, batch 1, 1 thread (alternating runs, best of 20)")
+    print_table([r for r in rows if "b1_emu_ms" in r],
+                ["model", "precision", "b1_emu_ms", "b1_ort_ms", "b1_emu/ort", "b1_emu/ort_cpu"])
     write_json("coreml", {"host": platform.platform(), "processor": platform.processor(),
                           "note": "emu_ms: whole eval set through the coreml-emulator (numpy, 1 BLAS thread); "
                                   "ort_fp32_ms: onnxruntime fp32, one call per sample, 1 thread, same inputs. "
+                                  "b1_*: one sample, emulator and onnxruntime fp32 run alternately in one loop, "
+                                  "best of 20 wall-clock (b1_emu/ort) and CPU time (b1_emu/ort_cpu). "
                                   "Emulator times are not iPhone figures.",
                           "rows": rows})
 

@@ -30,11 +30,13 @@ def confine(root: Path, relative: str, what: str) -> Path:
         raise RuntimeLoadError(f"{what}: absolute path {relative!r} refused (files must be inside the package)")
     base = root.resolve()
     try:
-        target = (base / relative).resolve(strict=True)
-    except (OSError, RuntimeError) as exc:  # missing file, symlink loop
-        raise RuntimeLoadError(f"{what}: {relative!r} not found in the package ({type(exc).__name__})") from exc
-    if target != base and base not in target.parents:
+        target = (base / relative).resolve()  # symlinks followed as far as they exist
+    except (OSError, RuntimeError) as exc:  # symlink loop
+        raise RuntimeLoadError(f"{what}: {relative!r} cannot be resolved ({type(exc).__name__})") from exc
+    if target != base and base not in target.parents:  # checked before anything is opened
         raise RuntimeLoadError(f"{what}: {relative!r} leads outside the package; refused")
+    if not target.exists():
+        raise RuntimeLoadError(f"{what}: {relative!r} not found in the package")
     return regular_file(target, what)
 
 
