@@ -23,7 +23,7 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 
 def test_registry_names_the_four_samples():
-    assert set(SAMPLES) == {"digits_cnn", "text_transformer", "efficientnet_lite0", "minilm"}
+    assert set(SAMPLES.names()) == {"digits_cnn", "text_transformer", "efficientnet_lite0", "minilm"}
 
 
 @pytest.mark.parametrize("name", TRAINED)
