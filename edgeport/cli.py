@@ -119,20 +119,28 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def _check_writable(path: str | None) -> None:
-    """Refuse an output file we could not write, before any work is done."""
+    """Refuse an output file we could not write, before any work is done: a probe file is made
+    (and removed) in the deepest folder of its path that exists."""
     if not path:
         return
+    import tempfile
     from pathlib import Path
 
     from .errors import ConfigError
 
-    p = Path(path)
-    parent = p.parent if str(p.parent) else Path(".")
-    probe = parent
+    p = Path(path).absolute()
+    if p.is_dir():
+        raise ConfigError(f"cannot write {path}: it is a folder")
+    probe = p.parent
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    if p.is_dir() or not os.access(probe, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        raise ConfigError(f"cannot write {path}")
+    try:
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".edgeport-probe-"):
+            pass
+        if p.exists() and not os.access(p, os.W_OK):
+            raise OSError("not writable")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _exit_code(produced: list[bool], passed: list[bool]) -> int:

@@ -86,3 +86,35 @@ def test_a_crashing_converter_is_one_target_s_error(profile, tmp_path, capsys, m
     suites = {s.get("name"): s for s in ET.parse(junit).getroot().iter("testsuite")}
     assert set(suites) == {"null-crash", "tiny-null-target"}
     assert suites["null-crash"].find("testcase/error") is not None
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--precision", ""], "--precision is empty"),
+    (["--junit", "/proc/edgeport-cannot-write/checks.xml"], "cannot write /proc/edgeport-cannot-write/checks.xml"),
+])
+def test_input_mistakes_found_before_any_work(profile, tmp_path, capsys, args, needle):
+    out = tmp_path / "out"
+    rc = main(["export", "tests/null_format.py:factory", "--target", str(profile), "-o", str(out), "-q", *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and needle in err and not out.exists(), err
+
+
+def test_two_profiles_with_one_name_are_refused(profile, tmp_path, capsys):
+    twin = tmp_path / "twin.toml"
+    twin.write_text(null_format.PROFILE)  # the same name: one bundle would overwrite the other
+    rc = main(["export", "tests/null_format.py:factory", "--target", str(profile), "--target", str(twin),
+               "-o", str(tmp_path / "out"), "-q"])
+    assert rc == 2 and "both named 'null-target'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_refuses_bad_threads_and_leaves_no_partial_output(profile, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["export", "tests/null_format.py:factory", "--target", str(profile), "-o", str(out), "-q"]) == 0
+    model = out / "tiny-null-target" / "model.null"
+    golden = out / "tiny-null-target" / "golden.npz"
+    assert main(["run", str(model), "--data", str(golden), "--threads", "-1"]) == 2
+    assert "--threads must be >= 1" in capsys.readouterr().err
+    dest = tmp_path / "res" / "y.npz"
+    assert main(["run", str(model), "--data", str(golden), "-o", str(dest)]) == 0
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["y.npz"]
