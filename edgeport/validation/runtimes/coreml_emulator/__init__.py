@@ -152,10 +152,12 @@ def _thread_limiter(threads: int) -> Any:
 
 
 def supported_ops() -> list[str]:
-    """The MIL op types the emulator executes, sorted (for ``edgeport ops``-style listings)."""
-    from .registry import supported_ops as _supported
+    """Every MIL op type the emulator executes, sorted (``const`` included), for
+    ``edgeport targets --ops ios-coreml``. Importing the interpreter registers every ops_* module."""
+    from . import interpreter  # noqa: F401
+    from .registry import OPS
 
-    return _supported()
+    return sorted(set(OPS) | {"const"})
 
 
 class CoreMLEmulatorRuntime(Runtime):

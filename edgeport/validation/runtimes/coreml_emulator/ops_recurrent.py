@@ -55,7 +55,7 @@ def _rows(x: np.ndarray, w: np.ndarray) -> np.ndarray:
 def _rounder(a: Args) -> Callable[[np.ndarray], np.ndarray]:
     if not a.fp16:
         return lambda v: v
-    from .interpreter import round_fp16  # imported late: the interpreter imports this module
+    from .fp16 import round_fp16
 
     return round_fp16
 
@@ -86,8 +86,11 @@ def _vector(a: Args, key: str, size: int) -> np.ndarray:
 
 
 # ---- LSTM ---------------------------------------------------------------------------------------
-def _lstm_direction(x, w_ih, w_hh, bias, peep, h, c, acts, clip, rnd):  # noqa: ANN001, ANN202
-    """One direction over ``x`` (already in processing order): (outputs [s, b, H], h, c)."""
+def _lstm_direction(x, weights, state, acts, clip, rnd):  # noqa: ANN001, ANN202
+    """One direction over ``x`` (already in processing order): (outputs [s, b, H], h, c).
+    ``weights`` is (w_ih, w_hh, bias, peephole), ``state`` the initial (h, c)."""
+    w_ih, w_hh, bias, peep = weights
+    h, c = state
     rec, cell, out_act = acts
     hidden = w_hh.shape[1]
     pre = _rows(x, w_ih) + bias  # every step's input projection at once
@@ -126,15 +129,15 @@ def _lstm(a: Args, ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     fwd = (w_ih, w_hh, _vector(a, "bias", 4 * hidden), _vector(a, "peephole", 3 * hidden))
     if direction != "bidirectional":
         seq = x if direction == "forward" else x[::-1]
-        outs, h, c = _lstm_direction(seq, *fwd, h0, c0, acts, clip, rnd)
+        outs, h, c = _lstm_direction(seq, fwd, (h0, c0), acts, clip, rnd)
     else:
         wb_ih, wb_hh = a.get("weight_ih_back"), a.get("weight_hh_back")
         if wb_ih is None or wb_hh is None:
             raise RuntimeLoadError("lstm: a bidirectional lstm needs weight_ih_back and weight_hh_back")
         _check(x, f32(wb_ih), f32(wb_hh), 4, "lstm")
         back = (f32(wb_ih), f32(wb_hh), _vector(a, "bias_back", 4 * hidden), _vector(a, "peephole_back", 3 * hidden))
-        out_f, h_f, c_f = _lstm_direction(x, *fwd, h0[:, :hidden], c0[:, :hidden], acts, clip, rnd)
-        out_b, h_b, c_b = _lstm_direction(x[::-1], *back, h0[:, hidden:], c0[:, hidden:], acts, clip, rnd)
+        out_f, h_f, c_f = _lstm_direction(x, fwd, (h0[:, :hidden], c0[:, :hidden]), acts, clip, rnd)
+        out_b, h_b, c_b = _lstm_direction(x[::-1], back, (h0[:, hidden:], c0[:, hidden:]), acts, clip, rnd)
         outs = np.concatenate([out_f, out_b[::-1]], axis=-1)
         h, c = np.concatenate([h_f, h_b], axis=-1), np.concatenate([c_f, c_b], axis=-1)
     seq_out = outs if a.bool("output_sequence", False) else h[None]

@@ -107,13 +107,6 @@ class Args:
         return v if isinstance(v, str) else str(v)
 
 
-def supported_ops() -> list[str]:
-    """Every MIL op type the emulator executes, sorted (``const`` included)."""
-    from . import interpreter  # noqa: F401  (imports every ops_* module, which registers its ops)
-
-    return sorted(set(OPS) | {"const"})
-
-
 def f32(x: Any) -> np.ndarray:
     """A float32 view of a tensor (fp16 values are held as float32 inside the emulator)."""
     a = np.asarray(x)
