@@ -62,3 +62,15 @@ def test_import_and_cli_startup_stay_light():
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_targets_lists_the_emulator_ops(capsys):
+    import json
+
+    from edgeport.cli import main
+
+    assert main(["targets", "--ops", "ios-coreml", "--json"]) == 0
+    ops = json.loads(capsys.readouterr().out)
+    assert {"conv", "conv_transpose", "lstm", "gru", "while_loop", "upsample_bilinear", "const"} <= set(ops)
+    assert ops == sorted(ops)
+    assert main(["targets", "--ops", "local-onnx"]) == 2  # a real runtime runs what its format defines
