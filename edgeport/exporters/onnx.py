@@ -28,6 +28,8 @@ class OnnxExporter(Exporter):
                 facts = {"weights": "fp32", "activations": "fp32", "compute": "fp32"}
             else:
                 facts = _CONVERTERS[prec](fp32, dest, job)
+            if prec in (Precision.INT8, Precision.INT8_DYNAMIC):
+                facts.update(_stored_weights(dest))
         return Artifact("onnx", out_dir, ENTRY, prec, tuple(job.source.input_names),
                         tuple(job.source.output_names), facts)
 
@@ -209,6 +211,37 @@ def _to_int8_dynamic(src: Path, dest: Path, job: ExportJob) -> dict[str, Any]:
     return {"weights": "int8 " + ("per-channel" if per_channel else "per-tensor"),
             "activations": "fp32, quantized to uint8 at run time for MatMul/Conv",
             "compute": "int8 (dynamic)"}
+
+
+def _stored_weights(path: Path) -> dict[str, Any]:
+    """What the file really stores: weight bytes by element type, the share stored as 8-bit, and
+    the ops whose weights stayed float (e.g. GRU/LSTM: onnxruntime quantizes no recurrent op)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path), load_external_data=False)
+    users: dict[str, set[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            users.setdefault(name, set()).add(node.op_type)
+    by_type: dict[str, int] = {}
+    float_ops: set[str] = set()
+    for init in model.graph.initializer:
+        arr = numpy_helper.to_array(init)
+        if arr.size < 16:  # scales, zero points, shapes
+            continue
+        by_type[arr.dtype.name] = by_type.get(arr.dtype.name, 0) + arr.nbytes
+        if arr.dtype.kind == "f":
+            float_ops |= users.get(init.name, set()) - {"DequantizeLinear", "QuantizeLinear"}
+    total = sum(by_type.values()) or 1
+    eight_bit = sum(v for k, v in by_type.items() if k in ("int8", "uint8"))
+    facts: dict[str, Any] = {"weight_bytes_by_type": by_type, "weight_bytes_8bit_share": round(eight_bit / total, 4)}
+    if eight_bit / total < 0.5:
+        facts["weights"] = (f"mostly float: only {eight_bit / total:.0%} of the weight bytes are 8-bit; "
+                            f"ops that keep float weights: {', '.join(sorted(float_ops)) or 'none'}")
+        facts["hint"] = ("int8 compresses little of this model (onnxruntime quantizes no recurrent op): "
+                         "--precision fp16 halves every weight")
+    return facts
 
 
 _CONVERTERS = {Precision.FP16: _to_fp16, Precision.BF16: _to_bf16_storage, Precision.INT8: _to_int8_static,

@@ -42,3 +42,12 @@ def test_two_input_model_calibrates_each_input_with_its_own_arrays(tmp_path):
     outs = {o["name"]: o for o in rep["parity"]["outputs"]}
     assert len(outs) == 2 and min(o["cosine"] for o in outs.values()) > 0.98
     assert rep["parity"]["top1_agreement"] >= 0.95 and len(rep["io"]["inputs"]) == 2
+
+
+def test_int8_facts_match_the_bytes_for_a_recurrent_model(tmp_path):
+    """onnxruntime's static int8 leaves GRU weights float: the report must not say "int8"."""
+    rc, rep = _export(tmp_path, "gru_digits", "local-onnx", "int8")
+    facts = rep["precision_facts"]
+    assert rep["size"]["ratio"] > 0.9 and facts["weight_bytes_8bit_share"] < 0.1
+    assert facts["weights"].startswith("mostly float") and "GRU" in facts["weights"]
+    assert "fp16" in facts["hint"]
