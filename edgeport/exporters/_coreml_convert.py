@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ConversionError, MissingDependencyError
+from ..errors import ConversionError, MissingDependencyError, one_line
 
 
 
@@ -78,5 +78,5 @@ def convert_module(module: Any, example_inputs: Sequence[np.ndarray], input_name
                     program = torch.jit.trace(module, args, check_trace=False)
                 return ct.convert(program, **kwargs), how
         except Exception as exc:  # coremltools/torch raise many types; keep each message
-            errors.append(f"{how}: {type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}")
+            errors.append(f"{how}: {type(exc).__name__}: {one_line(exc, last=True)}")
     raise ConversionError("coreml", "coremltools.convert", " | ".join(errors))

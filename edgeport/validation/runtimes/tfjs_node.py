@@ -449,9 +449,6 @@ class TFJSSessionBase(Session):
             res[name] = flat.reshape((n * shape[0], *shape[1:]))
         return res
 
-    def _cleanup_tmp(self) -> None:
-        shutil.rmtree(self._tmp, ignore_errors=True)
-
 
 def timeout_option(options: dict[str, Any]) -> float:
     """The ``timeout_s`` load option (seconds per call to the JS side), default DEFAULT_TIMEOUT_S."""
