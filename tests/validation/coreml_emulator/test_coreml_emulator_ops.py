@@ -225,6 +225,38 @@ def test_round_fp16_matches_numpy_cast():
     assert same.all(), x[~same][:5]
 
 
+@pytest.mark.parametrize("inplace", [False, True])
+def test_round_fp16_over_fp16s_normal_range_ties_included(inplace):
+    """Veltkamp splitting rounds like the hardware cast across the whole normal range: every
+    tie (low 13 mantissa bits 0x1000) and its neighbours, and a stride through all the rest."""
+    from edgeport.validation.runtimes.coreml_emulator.fp16 import round_fp16
+
+    exponents = np.arange(113, 143, dtype=np.uint32)[:, None] << np.uint32(23)  # 2**-14 .. 2**15
+    ties = (np.arange(1 << 10, dtype=np.uint32) << np.uint32(13)) | np.uint32(0x1000)
+    mantissas = np.concatenate([ties, ties - 1, ties + 1, np.arange(0, 1 << 23, 97, dtype=np.uint32)])
+    bits = (exponents | mantissas[None, :]).reshape(-1)
+    x = bits.view(np.float32)
+    x = np.concatenate([x, -x])
+    with np.errstate(over="ignore"):
+        ref = x.astype(np.float16).astype(np.float32)
+    got = round_fp16(x.copy(), inplace=inplace)
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_round_fp16_with_known_bounds_matches_the_cast():
+    """The clip bounds a folded activation hands the rounding (sign and overflow checks skipped)."""
+    from edgeport.validation.runtimes.coreml_emulator.fp16 import round_fp16
+
+    x = np.concatenate([RNG.standard_normal(50000).astype(np.float32) * s for s in (1e-6, 1e-3, 1, 10)])
+    x = np.concatenate([x, np.array([np.nan, 0.0, -0.0, 2 ** -25, 6.0], np.float32)])
+    for lo, hi in [(0.0, 6.0), (0.0, np.inf), (-1.0, 1.0)]:
+        clipped = np.clip(x, np.float32(lo), np.float32(hi))
+        ref = clipped.astype(np.float16).astype(np.float32)
+        got = round_fp16(clipped.copy(), inplace=True, bounds=(lo, hi))
+        np.testing.assert_array_equal(got, ref)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(ref))
+
+
 # ---- what the emulator does not do ---------------------------------------------------------------
 def test_unimplemented_op_is_an_error_naming_it(ct, mil_dir):
     """Device random number generators cannot be reproduced: the emulator refuses them by name."""

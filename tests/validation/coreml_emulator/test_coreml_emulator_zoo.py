@@ -103,3 +103,23 @@ def test_batched_predict_of_an_lstm_program_equals_per_sample_runs(tmp_path):
         single = sess.run({name: x[i]})
         for key in sess.output_names:
             np.testing.assert_array_equal(got[key][i:i + 1], single[key])
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_folding_changes_no_bit(precision, tmp_path):
+    """Clip and pad folded into the convolution, inputs overwritten in place, values freed: the
+    same bits as running every op on its own (the plan only changes memory traffic)."""
+    from edgeport.validation.runtimes.coreml_emulator import CoreMLEmulatorRuntime
+    from edgeport.validation.runtimes.coreml_emulator.plan import StepPlan
+
+    module, inputs = ZOO["mbconv"]()
+    path, _ = _convert(module, inputs, precision, "iOS17", tmp_path)
+    sess = CoreMLEmulatorRuntime().load(path)
+    plans = sess.interpreter.plans
+    assert any(p.pad for p in plans) and any(p.activation for p in plans) and any(p.owned for p in plans)
+    feed = {sess.input_specs[0].name: inputs[0]}
+    folded = sess.run(feed)
+    sess.interpreter.plans = [StepPlan([], frozenset()) for _ in plans]
+    plain = sess.run(feed)
+    for key in folded:
+        np.testing.assert_array_equal(folded[key], plain[key])

@@ -110,6 +110,11 @@ ZOO.update({
     "conv_transpose1d": lambda: (_layer(lambda: nn.ConvTranspose1d(8, 4, 4, stride=2, padding=1)), (_x(2, 8, 7),)),
     "pixel_shuffle": lambda: (_layer(lambda: nn.PixelShuffle(2)), _image(c=8, h=3, w=5)),
     "pixel_unshuffle": lambda: (_layer(lambda: nn.PixelUnshuffle(2)), _image(c=2, h=6, w=4)),
+    # MobileNet / EfficientNet blocks: expansion, ReLU6, explicit zero pad, depthwise (einsum path
+    # from 64 channels, per-tap below), projection, residual
+    "mbconv": lambda: (_mbconv(16, 96, 3, 2), _image(c=16, h=12, w=10)),
+    "mbconv_residual_5x5": lambda: (_mbconv(24, 144, 5, 1), _image(c=24, h=9, w=9)),
+    "mbconv_narrow": lambda: (_mbconv(8, 32, 3, 1), _image(c=8, h=7, w=6)),
     # pooling
     "max_pool": lambda: (_layer(lambda: nn.MaxPool2d(3, 2, 1)), _image(h=9, w=8)),
     "max_pool_ceil": lambda: (_layer(lambda: nn.MaxPool2d(2, 2, ceil_mode=True)), _image(h=7, w=9)),
@@ -179,6 +184,25 @@ ZOO.update({
                                                     torch.sin(x), torch.cos(x), torch.erf(x), x.reciprocal())),
                                  (_x(2, 3, 4, scale=2),)),
 })
+
+
+class _MBConv(nn.Module):
+    def __init__(self, cin: int, hidden: int, k: int, stride: int):
+        super().__init__()
+        pad = (k // 2, k // 2, k // 2, k // 2) if stride == 1 else (k // 2 - 1 + k % 2, k // 2, k // 2 - 1 + k % 2, k // 2)
+        self.expand = nn.Sequential(nn.Conv2d(cin, hidden, 1), nn.ReLU6())
+        self.dw = nn.Sequential(nn.ZeroPad2d(pad), nn.Conv2d(hidden, hidden, k, stride, groups=hidden), nn.ReLU6())
+        self.project = nn.Conv2d(hidden, cin, 1)
+        self.residual = stride == 1
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        y = self.project(self.dw(self.expand(x)))
+        return x + y if self.residual else y
+
+
+def _mbconv(cin: int, hidden: int, k: int, stride: int) -> nn.Module:
+    torch.manual_seed(0)
+    return _MBConv(cin, hidden, k, stride).eval()
 
 
 def _prelu() -> nn.Module:

@@ -25,9 +25,14 @@ _ONE = np.uint32(1)
 _GRID = np.float32(0.75)              # float32's ulp at 0.75 is 2**-24: fp16's subnormal grid
 
 
-def round_fp16(x: Any, inplace: bool = False) -> np.ndarray:
+def round_fp16(x: Any, inplace: bool = False, bounds: tuple[float, float] | None = None) -> np.ndarray:
     """``x`` rounded to fp16 values (float32 array, same shape and memory order). ``inplace``:
-    ``x`` is a float32 array nobody else holds, and its buffer may be reused for the result."""
+    ``x`` is a float32 array nobody else holds, and its buffer may be reused for the result.
+    ``bounds``: every value of ``x`` is known to lie in [lo, hi] (or be NaN), e.g. just clipped:
+    with lo >= 0 the sign need not be masked off, inside fp16's range overflow cannot occur."""
+    lo, hi = bounds if bounds is not None else (-np.inf, np.inf)
+    signed = not lo >= 0
+    may_overflow = not (-65520 < lo and hi < 65520)
     x = np.asarray(x, dtype=np.float32)
     if not x.flags.c_contiguous and x.ndim > 1:
         # keep the memory order (conv results are channels-last under an NCHW view): round the
@@ -35,7 +40,7 @@ def round_fp16(x: Any, inplace: bool = False) -> np.ndarray:
         order = tuple(int(i) for i in np.argsort([-abs(st) for st in x.strides], kind="stable"))
         base = x.transpose(order)
         if base.flags.c_contiguous:
-            return round_fp16(base, inplace).transpose(np.argsort(order))
+            return round_fp16(base, inplace, bounds).transpose(np.argsort(order))
         inplace = False
     if not x.flags.c_contiguous:
         x, inplace = np.ascontiguousarray(x), True
@@ -47,9 +52,13 @@ def round_fp16(x: Any, inplace: bool = False) -> np.ndarray:
         for s in range(0, flat.size, _BLOCK):
             e = min(flat.size, s + _BLOCK)
             xs, cc, dd, uu, o = flat[s:e], c[:e - s], d[:e - s], u[:e - s], out[s:e]
-            np.bitwise_and(xs.view(np.uint32), _ABS, out=uu)  # |x| as bits
-            saved = xs.copy() if uu.max() >= _OVERFLOW_BITS else None
-            uu -= _ONE  # 0 wraps to the top, so only non-zero values pass the "tiny" test
+            if signed:
+                np.bitwise_and(xs.view(np.uint32), _ABS, out=uu)  # |x| as bits
+                saved = xs.copy() if may_overflow and uu.max() >= _OVERFLOW_BITS else None
+                uu -= _ONE  # 0 wraps to the top, so only non-zero values pass the "tiny" test
+            else:  # x >= 0 (or NaN): its bits are |x|'s
+                np.subtract(xs.view(np.uint32), _ONE, out=uu)
+                saved = xs.copy() if may_overflow and uu.max() >= _OVERFLOW_BITS - _ONE else None
             tiny = np.flatnonzero(uu < _TINY_BITS)
             tiny_vals = xs[tiny]
             np.multiply(xs, _SPLIT, out=cc)

@@ -84,10 +84,9 @@ def _epilogue(bounds: tuple[float, float] | None, fp16: bool) -> Any:
 
     def apply(block: np.ndarray) -> None:
         if lo is not None:
-            np.maximum(block, lo, out=block)
-            np.minimum(block, hi, out=block)
+            np.clip(block, lo, hi, out=block)
         if fp16:
-            round_fp16(block, inplace=True)
+            round_fp16(block, inplace=True, bounds=bounds)
     return apply
 
 
@@ -202,7 +201,8 @@ class Interpreter:
         epilogue = None
         if op.type in EPILOGUE_OPS and (fp16 or (plan is not None and plan.activation)):
             epilogue = _epilogue(plan.activation if plan is not None else None, fp16)
-        args = Args(op.type, values, op.blocks, fp16, plan.owned if plan is not None else frozenset(), epilogue)
+        args = Args(op.type, values, op.blocks, fp16, plan.owned if plan is not None else frozenset(), epilogue,
+                    plan.pad if plan is not None else None)
         try:
             result = OPS[op.type](args, ctx)
         except RuntimeLoadError:
@@ -216,7 +216,8 @@ class Interpreter:
         fresh = op.type in FRESH_RESULT
         for (name, ttype), value in zip(op.outputs, results):
             value = value if exact else coerce(value, ttype, fresh)
-            if ctx.batch is None and ttype is not None and ttype.shape is not None and hasattr(value, "shape"):
+            padded = plan is not None and plan.pad is not None  # holds the folded pad's result
+            if ctx.batch is None and not padded and ttype is not None and ttype.shape is not None and hasattr(value, "shape"):
                 declared = ttype.shape
                 if len(declared) != np.ndim(value) or any(d >= 0 and d != s for d, s in zip(declared, np.shape(value))):
                     raise RuntimeLoadError(f"op {op.type} ({name}) gave shape {tuple(np.shape(value))}, "

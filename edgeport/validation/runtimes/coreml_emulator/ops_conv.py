@@ -124,6 +124,29 @@ def _depthwise(xl: np.ndarray, w: np.ndarray, strides: list[int], dilations: lis
 _PW_BLOCK = 1 << 17  # output elements per pointwise block (rows x C_out)
 
 
+def _pointwise_padded(xl: np.ndarray, w: np.ndarray, finish: Callable[[np.ndarray], None],
+                      pad: tuple[int, int, int, int]) -> np.ndarray:
+    """Pointwise conv of [N, H, W, C_in] straight into a zero-bordered [N, H+t+b, W+l+r, C_out]
+    buffer (a pad that followed the conv): blocks of whole rows, each finished and copied into
+    place while in cache."""
+    batch, height, width, cin = xl.shape
+    top, bottom, left, right = pad
+    wt = w.reshape(w.shape[0], cin).T
+    cout = wt.shape[1]
+    out = np.zeros((batch, height + top + bottom, width + left + right, cout), np.float32)
+    rows = max(1, _PW_BLOCK // max(1, width * cout))
+    tmp = np.empty((min(rows, height) * width, cout), np.float32)
+    flat = xl.reshape(batch, height * width, cin)
+    for n in range(batch):
+        for h0 in range(0, height, rows):
+            h1 = min(height, h0 + rows)
+            block = tmp[:(h1 - h0) * width]
+            np.matmul(flat[n, h0 * width:h1 * width], wt, out=block)
+            finish(block)
+            out[n, top + h0:top + h1, left:left + width] = block.reshape(h1 - h0, width, cout)
+    return out
+
+
 def _pointwise(xl: np.ndarray, w: np.ndarray, finish: Callable[[np.ndarray], None]) -> np.ndarray:
     """[N, P, C_in] @ [C_in, C_out] per sample, in blocks of rows so ``finish`` (bias, epilogue)
     runs on each block while it is in cache. Block boundaries depend on the sample only, never
@@ -173,6 +196,8 @@ def _conv(a: Args, ctx: Context) -> np.ndarray:
         # pointwise: strided subsampling (if any), then [N, P, C_in] @ [C_in, C_out] per sample
         sub = xl[(slice(None),) + tuple(slice(None, None, s) for s in strides)] if any(s > 1 for s in strides) else xl
         out_sp = sub.shape[1:-1]
+        if a.out_pad is not None and n_sp == 2:
+            return np.moveaxis(_pointwise_padded(np.ascontiguousarray(sub), w, finish, a.out_pad), -1, 1)
         res = _pointwise(np.ascontiguousarray(sub).reshape(batch, -1, cin), w, finish)
     elif groups == cin and cout == cin:
         res = _depthwise(xl, w, strides, dilations, finish)
@@ -199,7 +224,11 @@ def _conv(a: Args, ctx: Context) -> np.ndarray:
             parts.append(np.matmul(cols, wl[g * og:(g + 1) * og].reshape(og, -1).T))  # [N, O, og]
         res = np.ascontiguousarray(parts[0] if groups == 1 else np.concatenate(parts, axis=-1))
         finish(res)
-    return np.moveaxis(res.reshape((batch,) + tuple(out_sp) + (cout,)), -1, 1)
+    res = res.reshape((batch,) + tuple(out_sp) + (cout,))
+    if a.out_pad is not None:  # a folded pad, on a path without the in-cache copy
+        top, bottom, left, right = a.out_pad
+        res = _zero_pad(res, [(0, 0), (top, bottom), (left, right), (0, 0)])
+    return np.moveaxis(res, -1, 1)
 
 
 def _pool(a: Args, reduce: str) -> np.ndarray:

@@ -76,8 +76,9 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 _UNARY = {
-    "relu": lambda x: np.maximum(x, np.float32(0)),
-    "relu6": lambda x: np.minimum(np.maximum(x, np.float32(0)), np.float32(6)),
+    # np.clip with both bounds: several times faster than np.maximum / np.minimum here
+    "relu": lambda x: np.clip(x, np.float32(0), np.float32(np.inf)),
+    "relu6": lambda x: np.clip(x, np.float32(0), np.float32(6)),
     "sigmoid": _sigmoid,
     "tanh": np.tanh, "exp": np.exp, "exp2": np.exp2, "sqrt": np.sqrt, "abs": np.abs, "sign": np.sign,
     "ceil": np.ceil, "floor": np.floor, "round": np.round, "sin": np.sin, "cos": np.cos, "tan": np.tan,
@@ -126,9 +127,9 @@ def _inverse(a: Args, ctx: Context) -> np.ndarray:
 @op("clip")
 def _clip(a: Args, ctx: Context) -> np.ndarray:
     x = f32(a["x"])
-    # np.clip is several times slower; an input that dies here takes the result in place
-    out = np.maximum(x, np.float32(a.float("alpha")), out=x if a.owned("x") else None)
-    return np.minimum(out, np.float32(a.float("beta")), out=out)
+    # np.clip with both bounds is several times faster than np.maximum + np.minimum (which
+    # NaN-check every element); an input that dies here takes the result in place
+    return np.clip(x, np.float32(a.float("alpha")), np.float32(a.float("beta")), out=x if a.owned("x") else None)
 
 
 @op("threshold")

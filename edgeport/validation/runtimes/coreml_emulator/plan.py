@@ -35,7 +35,8 @@ class StepPlan:
     dying: list[str]                 # values this step reads last: dropped after it
     owned: frozenset[str]            # input keys whose buffers the op may overwrite
     activation: tuple[float, float] | None = None  # clip bounds folded into this conv
-    alias: tuple[str, str] | None = None           # (output, source): folded into the step before
+    pad: tuple[int, int, int, int] | None = None   # zero padding (top, bottom, left, right) folded in
+    alias: tuple[str, str] | None = None           # (output, source): folded into a step before
 
 
 def names_used(op: Operation) -> list[str]:
@@ -107,4 +108,41 @@ def plan_steps(steps: list[Operation], keep: set[str], consts: dict[str, Any]) -
         if bounds is not None:
             plans[i].activation = bounds
             plans[i + 1].alias = (nxt.outputs[0][0], out)
+    for i, op in enumerate(steps):
+        if op.type in EPILOGUE_OPS and len(op.outputs) == 1:
+            _fold_pad(steps, plans, i, consts, sole)
     return plans
+
+
+def _fold_pad(steps: list[Operation], plans: list[StepPlan], i: int, consts: dict[str, Any], sole: Any) -> None:
+    """conv [-> folded clip] -> zero pad of the two spatial axes: the conv writes its result into
+    the padded buffer (the copy happens block by block, in cache) and the pad becomes an alias."""
+    value = steps[i].outputs[0][0]
+    j = i + 1
+    if j < len(steps) and plans[j].alias is not None and plans[j].alias[1] == value:
+        value, j = plans[j].alias[0], j + 1  # the clip folded into the conv
+    if j >= len(steps) or steps[j].type != "pad" or not sole(value, j):
+        return
+    pad = steps[j]
+    x = pad.inputs.get("x")
+    widths = _const_ints(pad, "pad", consts)
+    mode = pad.inputs.get("mode")
+    mode = consts.get(mode[0][1], "constant") if mode and mode[0][0] == "var" else (mode[0][1] if mode else "constant")
+    fill = _const(pad, "constant_val", consts) if "constant_val" in pad.inputs else 0.0
+    shape = steps[i].outputs[0][1].shape if steps[i].outputs[0][1] is not None else None
+    if widths is not None and len(widths) == 8 and not any(widths[:4]):
+        widths = widths[4:]  # all four axes listed, batch and channels unpadded
+    if (not x or x[0] != ("var", value) or widths is None or len(widths) != 4 or min(widths) < 0
+            or mode != "constant" or fill != 0.0 or shape is None or len(shape) != 4):
+        return
+    plans[i].pad = (widths[0], widths[1], widths[2], widths[3])
+    plans[j].alias = (pad.outputs[0][0], value)
+
+
+def _const_ints(op: Operation, key: str, consts: dict[str, Any]) -> list[int] | None:
+    args = op.inputs.get(key)
+    if not args or len(args) != 1:
+        return None
+    kind, ref = args[0]
+    value = consts.get(ref) if kind == "var" else ref
+    return None if value is None else [int(v) for v in np.asarray(value).reshape(-1)]

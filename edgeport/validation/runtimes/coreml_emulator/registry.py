@@ -44,7 +44,8 @@ class Args:
 
     def __init__(self, op_type: str, values: dict[str, list[Any]], blocks: list[Any] | None = None,
                  fp16: bool = False, owned: frozenset[str] = frozenset(),
-                 epilogue: Callable[[np.ndarray], None] | None = None):
+                 epilogue: Callable[[np.ndarray], None] | None = None,
+                 out_pad: tuple[int, int, int, int] | None = None):
         self.op_type = op_type
         self.values = values
         self.blocks = blocks or []
@@ -53,6 +54,9 @@ class Args:
         #: for the ops in plan.EPILOGUE_OPS: applied in place to every C-contiguous block of the
         #: finished result (a folded activation, fp16 rounding); such an op must apply it
         self.epilogue = epilogue
+        #: for the ops in plan.EPILOGUE_OPS: zero padding (top, bottom, left, right) of the two
+        #: spatial axes the result must be returned with (a pad folded into the op)
+        self.out_pad = out_pad
 
     def owned(self, key: str) -> bool:
         """The value of ``key`` is a fresh array only this op uses and nothing needs afterwards:
