@@ -40,6 +40,14 @@ def _child(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...], label: str)
         conn.close()
 
 
+#: libraries whose thread pools do not survive a fork (the child deadlocks on its first use)
+FORK_UNSAFE_MODULES = ("tensorflow",)
+
+
+def fork_is_safe() -> bool:
+    return not any(m in sys.modules for m in FORK_UNSAFE_MODULES)
+
+
 def _single_threaded_torch() -> None:
     """After a fork, torch's OpenMP pool is the parent's and hangs the child on its first parallel
     kernel (GNU libgomp is not fork-safe) when the parent already ran multi-threaded torch code —
@@ -62,10 +70,23 @@ def _rebuild(kind: str, message: str) -> EdgeportError:
 
 
 def call_isolated(fn: Callable[..., Any], args: tuple[Any, ...], timeout_s: float, what: str,
-                  label: str = "") -> Any:
+                  label: str = "", converts: bool = False) -> Any:
     """``fn(*args)`` in a forked child, its result returned; a crash, a hang past ``timeout_s``
     or an exception becomes an :class:`EdgeportError` naming ``what``. ``label`` names the
-    call for the crash test hook."""
+    call for the crash test hook.
+
+    A converter (``converts``) may use TensorFlow: when this process has already loaded it (a
+    Keras user calling the Python API), a forked child would deadlock in TensorFlow's thread
+    pools, so the conversion runs in this process — exceptions still become named errors, but a
+    native crash or a hang is not contained. The CLI never loads TensorFlow in its own process;
+    runtime runs (onnxruntime, LiteRT, the emulator, Node) always fork."""
+    if converts and not fork_is_safe():
+        try:
+            return fn(*args)
+        except EdgeportError:
+            raise
+        except Exception as exc:
+            raise _Failure(f"{what} failed: {type(exc).__name__}: {one_line(exc)}") from exc
     ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(child, fn, args, label))
@@ -109,7 +130,7 @@ def export_isolated(exporter: "Exporter", job: "ExportJob", out_dir: Path, stage
     fmt = job.plan.format
     try:
         return call_isolated(exporter.export, (job, Path(out_dir)), float(job.plan.options.timeout_s),
-                             "the converter", label=job.plan.target)
+                             "the converter", label=job.plan.target, converts=True)
     except (_Timeout, _Crash, _Failure) as exc:
         raise ConversionError(fmt, stage, str(exc)) from None
 
