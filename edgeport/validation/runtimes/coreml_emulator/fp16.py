@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-_BLOCK = 1 << 15                      # elements per block: the passes stay in the L2 cache
+_BLOCK = 1 << 16                      # elements per block: the passes stay in the L2 cache
 _SPLIT = np.float32(8193)             # 2**13 + 1
 _ABS = np.uint32(0x7FFFFFFF)
 _OVERFLOW_BITS = np.uint32(0x477FF000)  # bits of 65520: from here fp16 rounds to inf (or NaN)
@@ -46,12 +46,13 @@ def round_fp16(x: Any, inplace: bool = False, bounds: tuple[float, float] | None
         x, inplace = np.ascontiguousarray(x), True
     flat = x.reshape(-1)
     out = flat if inplace and flat.flags.writeable else np.empty_like(flat)
-    n = min(_BLOCK, flat.size)
-    c, d, u = np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n, np.uint32)
+    # one scratch buffer per call: first the |x| - 1 bits for the tiny test, then c = x * 8193
+    scratch = np.empty(min(_BLOCK, flat.size), np.float32)
     with np.errstate(over="ignore", invalid="ignore"):
         for s in range(0, flat.size, _BLOCK):
             e = min(flat.size, s + _BLOCK)
-            xs, cc, dd, uu, o = flat[s:e], c[:e - s], d[:e - s], u[:e - s], out[s:e]
+            xs, cc, o = flat[s:e], scratch[:e - s], out[s:e]
+            uu = cc.view(np.uint32)
             if signed:
                 np.bitwise_and(xs.view(np.uint32), _ABS, out=uu)  # |x| as bits
                 saved = xs.copy() if may_overflow and uu.max() >= _OVERFLOW_BITS else None
@@ -62,8 +63,8 @@ def round_fp16(x: Any, inplace: bool = False, bounds: tuple[float, float] | None
             tiny = np.flatnonzero(uu < _TINY_BITS)
             tiny_vals = xs[tiny]
             np.multiply(xs, _SPLIT, out=cc)
-            np.subtract(cc, xs, out=dd)
-            np.subtract(cc, dd, out=o)  # may overwrite xs: it is not read again
+            np.subtract(cc, xs, out=o)  # d = c - x (o may be xs itself: x is not read again)
+            np.subtract(cc, o, out=o)   # c - d
             if tiny.size:
                 # adding 0.75 rounds to the 2**-24 grid (ties to even); taking it off is exact
                 o[tiny] = np.copysign((np.abs(tiny_vals) + _GRID) - _GRID, tiny_vals)

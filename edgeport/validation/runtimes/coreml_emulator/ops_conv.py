@@ -121,6 +121,32 @@ def _depthwise(xl: np.ndarray, w: np.ndarray, strides: list[int], dilations: lis
     return out
 
 
+_PLANAR_MAX_CHANNELS = 16  # below this, a channels-last im2col copies runs too short to be fast
+
+
+def _planar_im2col(x: np.ndarray, w: np.ndarray, pads: list[tuple[int, int]], strides: list[int],
+                   dilations: list[int]) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Convolution with few input channels (an RGB stem): im2col built channel-major, one
+    strided copy of a whole plane per (channel, tap) into [C_in * K, P], then per sample
+    ``cols.T @ W.T`` gives the channels-last [P, C_out] result directly."""
+    batch, cin = x.shape[:2]
+    cout, kernel = w.shape[0], w.shape[2:]
+    xp = _zero_pad(np.ascontiguousarray(x), [(0, 0), (0, 0)] + pads)
+    out_sp = tuple((xp.shape[2 + i] - ((k - 1) * d + 1)) // s + 1
+                   for i, (k, d, s) in enumerate(zip(kernel, dilations, strides)))
+    taps = list(np.ndindex(*kernel))
+    wt = w.reshape(cout, -1).T  # [(C_in, *K), C_out], the same order as the rows of cols
+    res = np.empty((batch, math.prod(out_sp), cout), np.float32)
+    cols = np.empty((cin, len(taps)) + out_sp, np.float32)
+    for n in range(batch):
+        for t, tap in enumerate(taps):
+            window = tuple(slice(k * d, k * d + s * (o - 1) + 1, s)
+                           for k, d, s, o in zip(tap, dilations, strides, out_sp))
+            cols[:, t] = xp[(n, slice(None)) + window]
+        np.matmul(cols.reshape(cin * len(taps), -1).T, wt, out=res[n])
+    return res, out_sp
+
+
 _PW_BLOCK = 1 << 17  # output elements per pointwise block (rows x C_out)
 
 
@@ -181,7 +207,8 @@ def _conv(a: Args, ctx: Context) -> np.ndarray:
     cout = w.shape[0]
     if groups <= 0 or cin % groups or cout % groups or w.shape[1] * groups != cin:
         raise RuntimeLoadError(f"conv: weight {w.shape} for {cin} input channels in {groups} groups")
-    xl = _zero_pad(_channels_last(x), [(0, 0)] + pads + [(0, 0)])
+    planar = groups == 1 and cin < _PLANAR_MAX_CHANNELS and any(k > 1 for k in kernel)
+    xl = None if planar else _zero_pad(_channels_last(x), [(0, 0)] + pads + [(0, 0)])
     bias = a.get("bias")
     bias = None if bias is None else f32(bias).reshape(cout)
     epilogue = a.epilogue
@@ -202,6 +229,9 @@ def _conv(a: Args, ctx: Context) -> np.ndarray:
     elif groups == cin and cout == cin:
         res = _depthwise(xl, w, strides, dilations, finish)
         out_sp = res.shape[1:-1]
+    elif planar:
+        res, out_sp = _planar_im2col(x, w, pads, strides, dilations)
+        finish(res)
     else:
         # im2col in channels-last order: each copied run is C contiguous floats, and the weights
         # are reordered to (O, *K, C) to match
