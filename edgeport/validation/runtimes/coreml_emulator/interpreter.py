@@ -15,7 +15,7 @@ import numpy as np
 
 from ....errors import RuntimeLoadError
 from . import (ops_constexpr, ops_control, ops_conv, ops_elementwise, ops_indexing, ops_nn,  # noqa: F401
-               ops_recurrent, ops_resample, ops_shape)  # (importing a module registers its ops)
+               ops_pool, ops_recurrent, ops_resample, ops_shape)  # (importing a module registers its ops)
 from .fp16 import round_fp16
 from .plan import EPILOGUE_OPS, FRESH_RESULT, StepPlan, plan_steps
 from .program import Block, Operation, Program, TensorType, walk

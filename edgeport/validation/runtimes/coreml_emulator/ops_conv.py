@@ -1,6 +1,6 @@
-"""Convolution and pooling MIL ops: conv (im2col + one matrix product per sample, or per-tap
-accumulation for depthwise), conv_transpose (one product + per-tap scatter-add), max / avg pool.
-Float32 inside an op; rounding to the declared type is the interpreter's job."""
+"""Convolution MIL ops: conv (pointwise products, einsum or per-tap depthwise, im2col otherwise,
+all channels-last) and conv_transpose (one product + per-tap scatter-add). Float32 inside an
+op; rounding to the declared type is the interpreter's job, or the epilogue's (see plan.py)."""
 from __future__ import annotations
 
 import math
@@ -11,53 +11,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ....errors import RuntimeLoadError
 from .registry import Args, Context, f32, op
-
-
-def _spatial_pads(pad_type: str, pad: list[int] | None, sizes: tuple[int, ...], kernel: list[int],
-                  strides: list[int], dilations: list[int], ceil_mode: bool = False) -> list[tuple[int, int]]:
-    """(before, after) padding per spatial axis for MIL's pad_type valid / same / same_lower / custom."""
-    n = len(sizes)
-    if pad_type == "valid":
-        out = [(0, 0)] * n
-    elif pad_type == "custom":
-        p = pad or [0] * (2 * n)
-        out = [(p[2 * i], p[2 * i + 1]) for i in range(n)]
-    elif pad_type in ("same", "same_lower"):
-        out = []
-        for size, k, s, d in zip(sizes, kernel, strides, dilations):
-            eff = (k - 1) * d + 1
-            total = max((math.ceil(size / s) - 1) * s + eff - size, 0)
-            small, big = total // 2, total - total // 2
-            out.append((small, big) if pad_type == "same" else (big, small))
-    else:
-        raise RuntimeLoadError(f"pad_type {pad_type!r} is not supported by the emulator")
-    if ceil_mode:  # extend the end so a last partial window exists (pooling)
-        fixed = []
-        for (b, e), size, k, s in zip(out, sizes, kernel, strides):
-            span = size + b + e - k
-            extra = (math.ceil(span / s) * s - span) if span % s else 0
-            fixed.append((b, e + extra))
-        out = fixed
-    return out
-
-
-def _zero_pad(x: np.ndarray, width: list[tuple[int, int]]) -> np.ndarray:
-    """Zero padding into a fresh C-contiguous buffer (np.pad is several times slower)."""
-    if all(w == (0, 0) for w in width):
-        return x
-    out = np.zeros([d + b + e for d, (b, e) in zip(x.shape, width)], dtype=x.dtype)
-    out[tuple(slice(b, b + d) for d, (b, _) in zip(x.shape, width))] = x
-    return out
-
-
-def _windows(x: np.ndarray, kernel: list[int], strides: list[int], dilations: list[int]) -> np.ndarray:
-    """[N, C, *spatial] -> [N, C, *out_spatial, *kernel] strided view (no copy)."""
-    n = len(kernel)
-    eff = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
-    win = sliding_window_view(x, eff, axis=tuple(range(2, 2 + n)))
-    index = (slice(None), slice(None)) + tuple(slice(None, None, s) for s in strides) + \
-        tuple(slice(None, None, d) for d in dilations)
-    return win[index]
+from .spatial import spatial_pads, zero_pad
 
 
 def _channels_last(x: np.ndarray) -> np.ndarray:
@@ -131,7 +85,7 @@ def _planar_im2col(x: np.ndarray, w: np.ndarray, pads: list[tuple[int, int]], st
     ``cols.T @ W.T`` gives the channels-last [P, C_out] result directly."""
     batch, cin = x.shape[:2]
     cout, kernel = w.shape[0], w.shape[2:]
-    xp = _zero_pad(np.ascontiguousarray(x), [(0, 0), (0, 0)] + pads)
+    xp = zero_pad(np.ascontiguousarray(x), [(0, 0), (0, 0)] + pads)
     out_sp = tuple((xp.shape[2 + i] - ((k - 1) * d + 1)) // s + 1
                    for i, (k, d, s) in enumerate(zip(kernel, dilations, strides)))
     taps = list(np.ndindex(*kernel))
@@ -202,13 +156,13 @@ def _conv(a: Args, ctx: Context) -> np.ndarray:
     dilations = a.ints("dilations", [1] * n_sp)
     groups = a.int("groups", 1)
     kernel = list(w.shape[2:])
-    pads = _spatial_pads(a.str("pad_type", "valid"), a.ints("pad"), x.shape[2:], kernel, strides, dilations)
+    pads = spatial_pads(a.str("pad_type", "valid"), a.ints("pad"), x.shape[2:], kernel, strides, dilations)
     batch, cin = x.shape[:2]
     cout = w.shape[0]
     if groups <= 0 or cin % groups or cout % groups or w.shape[1] * groups != cin:
         raise RuntimeLoadError(f"conv: weight {w.shape} for {cin} input channels in {groups} groups")
     planar = groups == 1 and cin < _PLANAR_MAX_CHANNELS and any(k > 1 for k in kernel)
-    xl = None if planar else _zero_pad(_channels_last(x), [(0, 0)] + pads + [(0, 0)])
+    xl = None if planar else zero_pad(_channels_last(x), [(0, 0)] + pads + [(0, 0)])
     bias = a.get("bias")
     bias = None if bias is None else f32(bias).reshape(cout)
     epilogue = a.epilogue
@@ -257,49 +211,8 @@ def _conv(a: Args, ctx: Context) -> np.ndarray:
     res = res.reshape((batch,) + tuple(out_sp) + (cout,))
     if a.out_pad is not None:  # a folded pad, on a path without the in-cache copy
         top, bottom, left, right = a.out_pad
-        res = _zero_pad(res, [(0, 0), (top, bottom), (left, right), (0, 0)])
+        res = zero_pad(res, [(0, 0), (top, bottom), (left, right), (0, 0)])
     return np.moveaxis(res, -1, 1)
-
-
-def _pool(a: Args, reduce: str) -> np.ndarray:
-    x = f32(a["x"])
-    kernel = a.ints("kernel_sizes")
-    n_sp = len(kernel)
-    strides = a.ints("strides", [1] * n_sp)
-    ceil_mode = a.bool("ceil_mode", False)
-    pads = _spatial_pads(a.str("pad_type", "valid"), a.ints("pad"), x.shape[2:], kernel, strides,
-                         [1] * n_sp, ceil_mode)
-    width = [(0, 0), (0, 0)] + pads
-    # one element-wise max / sum per kernel tap over strided views: far faster than reducing a
-    # window view's trailing axes
-    padded = any(p != (0, 0) for p in pads)
-    if reduce == "max":
-        win = _windows(np.pad(x, width, constant_values=-np.inf) if padded else x, kernel, strides, [1] * n_sp)
-        out = None
-        for tap in np.ndindex(*kernel):
-            v = win[(Ellipsis,) + tap]
-            out = v.copy() if out is None else np.maximum(out, v, out=out)
-        return out
-    win = _windows(_zero_pad(x, width), kernel, strides, [1] * n_sp)
-    sums = np.zeros(win.shape[:2 + n_sp], np.float32)
-    for tap in np.ndindex(*kernel):
-        sums += win[(Ellipsis,) + tap]
-    if a.bool("exclude_padding_from_average", False):
-        ones = _windows(np.pad(np.ones((1, 1) + x.shape[2:], np.float32), width), kernel, strides, [1] * n_sp)
-        return sums / ones.sum(axis=tuple(range(-n_sp, 0)))
-    return sums / np.float32(np.prod(kernel))
-
-
-@op("max_pool")
-def _max_pool(a: Args, ctx: Context) -> np.ndarray:
-    return _pool(a, "max")
-
-
-@op("avg_pool")
-def _avg_pool(a: Args, ctx: Context) -> np.ndarray:
-    return _pool(a, "avg")
-
-
 
 
 @op("conv_transpose")

@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 
-from ....errors import RuntimeLoadError
 from .registry import Args, Context, axis_of, f32, op
 
 

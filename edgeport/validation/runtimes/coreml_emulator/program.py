@@ -55,7 +55,7 @@ class Operation:
     inputs: dict[str, list[tuple[str, Any]]]
     outputs: list[tuple[str, TensorType | None]]
     #: nested blocks of control-flow ops (while_loop: cond, body; cond: true, false)
-    blocks: list["Block"] = field(default_factory=list)
+    blocks: list[Block] = field(default_factory=list)
 
     @property
     def has_blocks(self) -> bool:
@@ -195,7 +195,7 @@ def _feature(f: Any) -> FeatureSpec:
     return FeatureSpec(f.name, _ARRAY_DTYPES.get(type_name, "float32"), shape)
 
 
-def _operation(op: Any, decoder: "_ValueDecoder") -> Operation:
+def _operation(op: Any, decoder: _ValueDecoder) -> Operation:
     inputs: dict[str, list[tuple[str, Any]]] = {}
     for key, binding in op.inputs.items():
         args = []
@@ -249,7 +249,7 @@ class _ValueDecoder:
             blob = self.blobs.get(fname)
             if blob is None:
                 # "@model_path/" is the spec's folder; the name must stay inside the package
-                rel = fname[len("@model_path/"):] if fname.startswith("@model_path/") else fname
+                rel = fname.removeprefix("@model_path/")
                 spec_dir = self.model_dir.resolve().relative_to(self.root)
                 path = confine(self.root, str(spec_dir / rel) if str(spec_dir) != "." else rel, "weight file")
                 blob = self.blobs[fname] = BlobFile(path)
