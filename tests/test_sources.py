@@ -55,5 +55,5 @@ def test_data_named_x_and_missing_inputs(text_transformer, tmp_path):
     with pytest.raises(ModelLoadError, match="no array named 'input_ids'"):
         prepare_source(text_transformer, str(bad))
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(ModelLoadError, match="cannot read data file"):
+    with pytest.raises(ModelLoadError, match="junk.npz is not an .npz file"):
         prepare_source(text_transformer, str(tmp_path / "junk.npz"))

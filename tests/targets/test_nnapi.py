@@ -60,7 +60,7 @@ def digits_int8(digits, tmp_path_factory):
 
 
 def _at(plan, level):
-    return replace(plan, device={**plan.device, "min_api_level": level})
+    return replace(plan, device=replace(plan.device, min_api_level=level))
 
 
 def test_older_api_levels_show_more_fallbacks(digits_int8):
@@ -70,7 +70,7 @@ def test_older_api_levels_show_more_fallbacks(digits_int8):
     assert shares[27] < shares[29] < shares[30] == 1.0
     assert {"CONV_2D", "FULLY_CONNECTED"} <= set(reports[27].unsupported)
     assert set(reports[29].unsupported) == {"QUANTIZE", "DEQUANTIZE"}  # int8 I/O conversion needs API 30
-    assert reports[30].unsupported == []
+    assert not reports[30].unsupported
     # conv/fc carry the arithmetic: at 27 almost none of it is delegated, at 29 all of it
     assert reports[27].details["nnapi"]["flops_delegated_share"] < 0.01
     assert reports[29].details["nnapi"]["flops_delegated_share"] == 1.0
@@ -83,6 +83,6 @@ def test_profile_level_is_used_and_every_level_is_listed(digits_int8):
     plan, path = digits_int8
     rep = inspect_artifact("tflite", path, plan)
     nn = rep.details["nnapi"]
-    assert nn["min_api_level"] == plan.device["min_api_level"] == 29
+    assert nn["min_api_level"] == plan.device.min_api_level == 29
     assert list(nn["by_level"]) == [str(lv) for lv in range(27, 35)]
     assert nn["flops_total"] > 3_000_000  # 3 convs + 2 fc on 8x8 inputs
