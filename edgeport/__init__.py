@@ -15,7 +15,8 @@ from .version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from .formats import Artifact, Format, register_format
-    from .pipeline import ExportResult, export, run_artifact as run, validate_bundle as validate
+    from .pipeline import ExportResult, export
+    from .recheck import run_artifact as run, validate_bundle as validate
     from .source import ModelSource
     from .targets.profile import load_profile
     from .validation.report import Report
@@ -23,8 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover
 #: public name -> "module:attribute" it is imported from on first use
 _LAZY = {
     "export": "edgeport.pipeline:export",
-    "validate": "edgeport.pipeline:validate_bundle",
-    "run": "edgeport.pipeline:run_artifact",
+    "validate": "edgeport.recheck:validate_bundle",
+    "run": "edgeport.recheck:run_artifact",
     "ExportResult": "edgeport.pipeline:ExportResult",
     "load_profile": "edgeport.targets.profile:load_profile",
     "ModelSource": "edgeport.source:ModelSource",

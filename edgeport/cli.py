@@ -188,7 +188,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from .pipeline import validate_bundle
+    from .recheck import validate_bundle
     from .progress import Progress
     from .validation.render import render_report
 
@@ -217,7 +217,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .pipeline import run_artifact
+    from .recheck import run_artifact
 
     outputs = run_artifact(args.artifact, args.data, args.out, args.runtime, args.threads, args.timeout)
     for name, arr in outputs.items():

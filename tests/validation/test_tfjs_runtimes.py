@@ -59,7 +59,7 @@ def test_runtime_matches_torch_and_times_inside_js(name, digits_fp32, reference)
 
 def test_foreign_model_json_is_run_from_its_signature(digits_fp32, reference, tmp_path):
     """A model.json without edgeport's metadata (anyone's): names come from its signature."""
-    from edgeport.pipeline import run_artifact
+    from edgeport.recheck import run_artifact
 
     shutil.copytree(digits_fp32.path.parent, tmp_path / "m")
     mj = tmp_path / "m" / "model.json"

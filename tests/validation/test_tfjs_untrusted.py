@@ -115,7 +115,7 @@ def test_shard_outside_the_model_folder_is_refused_before_the_runtime_starts(nam
 
 
 def test_edgeport_run_copies_no_outside_file_into_its_outputs(escape, reference, tmp_path):
-    from edgeport.pipeline import run_artifact
+    from edgeport.recheck import run_artifact
 
     m = escape("dotdot")
     data, _ = reference

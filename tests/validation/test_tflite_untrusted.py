@@ -50,7 +50,7 @@ def test_mutated_flatbuffers_give_named_errors_in_the_inspector(flatbuffer, tmp_
 def test_mutated_flatbuffers_in_the_runtime_are_named_errors(flatbuffer, tmp_path):
     """The native interpreter is run the way validation runs it (a bounded child process): a
     damaged file that makes it crash is one named error, and good files still run."""
-    from edgeport.pipeline import run_artifact
+    from edgeport.recheck import run_artifact
 
     np.savez(tmp_path / "x.npz", x=np.ones((2, 6), np.float32))
     rng = np.random.default_rng(0)
