@@ -54,19 +54,16 @@ def test_mutated_flatbuffers_in_the_runtime_are_named_errors(flatbuffer, tmp_pat
 
     np.savez(tmp_path / "x.npz", x=np.ones((2, 6), np.float32))
     rng = np.random.default_rng(0)
-    outcomes = {"ok": 0, "named": 0}
     for k in range(24):
         buf = bytearray(flatbuffer)
         for i in rng.integers(0, len(buf), size=4):
             buf[i] = int(rng.integers(0, 256))
         path = tmp_path / f"m{k}.tflite"
         path.write_bytes(bytes(buf))
-        try:
+        try:  # the damaged file runs or is refused by name; any other exception fails the test
             run_artifact(path, tmp_path / "x.npz", timeout_s=60)
-            outcomes["ok"] += 1
         except EdgeportError:
-            outcomes["named"] += 1
-    assert sum(outcomes.values()) == 24
+            pass
     path = tmp_path / "good.tflite"
     path.write_bytes(flatbuffer)
     out = run_artifact(path, tmp_path / "x.npz")
