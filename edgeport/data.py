@@ -1,13 +1,16 @@
-"""Datasets: named input arrays with the sample axis first, and optional labels."""
+"""Datasets: named input arrays with the sample axis first, and optional labels per output."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from .errors import ModelLoadError, one_line
+
+#: ``labels__<output>`` in a --data file (and golden.npz): labels for the output named ``<output>``
+LABELS_PREFIX = "labels__"
 
 
 @dataclass(frozen=True)
@@ -21,18 +24,51 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class Dataset:
-    """Inputs keyed by model input name, each shaped ``[N, ...]``; ``labels`` shaped ``[N]``."""
+    """Inputs keyed by model input name, each shaped ``[N, ...]``, and optional labels.
+
+    ``labels`` (the npz's plain ``labels``) belong to the model's first output — the classifier's;
+    ``output_labels`` (the npz's ``labels__<output>``) name their output. :meth:`labels_for`
+    joins them under output names."""
 
     inputs: dict[str, np.ndarray]
     labels: np.ndarray | None = None
     description: str = field(default="", compare=False)
+    output_labels: Mapping[str, np.ndarray] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         counts = {len(v) for v in self.inputs.values()}
         if len(counts) != 1:
             raise ModelLoadError(f"data inputs disagree on the number of samples: {sorted(counts)}")
-        if self.labels is not None and len(self.labels) != counts.pop():
-            raise ModelLoadError("data labels and inputs disagree on the number of samples")
+        n = counts.pop()
+        for key, arr in self._label_arrays().items():
+            if len(arr) != n:
+                raise ModelLoadError(f"data {key} and inputs disagree on the number of samples ({len(arr)} vs {n})")
+
+    def _label_arrays(self) -> dict[str, np.ndarray]:
+        """Every label array under its npz name (``labels``, ``labels__<output>``)."""
+        named = {LABELS_PREFIX + k: np.asarray(v) for k, v in self.output_labels.items()}
+        return ({"labels": np.asarray(self.labels)} if self.labels is not None else {}) | named
+
+    @property
+    def has_labels(self) -> bool:
+        return self.labels is not None or bool(self.output_labels)
+
+    def labels_for(self, output_names: Sequence[str]) -> dict[str, np.ndarray]:
+        """Labels keyed by output name, in the model's output order (plain ``labels`` under the
+        first output). Labels naming no output, or given twice for the first, are refused."""
+        unknown = sorted(set(self.output_labels) - set(output_names))
+        if unknown:
+            raise ModelLoadError(f"data has {LABELS_PREFIX}{unknown[0]} but the model has no output {unknown[0]!r}; "
+                                 f"its outputs: {', '.join(output_names) or 'none'}")
+        joined = dict(self.output_labels)
+        if self.labels is not None:
+            if not output_names:
+                raise ModelLoadError("data has labels but the model has no outputs to judge them on")
+            if output_names[0] in joined:
+                raise ModelLoadError(f"data has both labels and {LABELS_PREFIX}{output_names[0]} (the same output); "
+                                     "keep one")
+            joined[output_names[0]] = self.labels
+        return {n: np.asarray(joined[n]) for n in output_names if n in joined}
 
     def __len__(self) -> int:
         return len(next(iter(self.inputs.values())))
@@ -42,7 +78,8 @@ class Dataset:
         if n is None or n >= len(self):
             return self
         return Dataset({k: v[:n] for k, v in self.inputs.items()},
-                       None if self.labels is None else self.labels[:n], self.description)
+                       None if self.labels is None else self.labels[:n], self.description,
+                       {k: v[:n] for k, v in self.output_labels.items()})
 
     def sample(self, i: int) -> dict[str, np.ndarray]:
         """Sample ``i`` as a batch of one: every array keeps a leading axis of 1."""
@@ -54,8 +91,9 @@ MAX_DATA_BYTES = 8 << 30
 
 
 def load_npz(path: str | Path, input_names: Sequence[str]) -> Dataset:
-    """Read ``--data FILE.npz``: arrays named after the inputs (or ``x`` for a single input);
-    a bundle's ``golden.npz`` is accepted too. The file is data: no pickles, numeric arrays only,
+    """Read ``--data FILE.npz``: arrays named after the inputs (or ``x`` for a single input),
+    optional ``labels`` (the first output's) and ``labels__<output>``; a bundle's ``golden.npz``
+    is accepted too. The file is data: no pickles, numeric arrays only,
     every problem one :class:`ModelLoadError` naming the array."""
     p = Path(path)
     try:
@@ -70,6 +108,7 @@ def load_npz(path: str | Path, input_names: Sequence[str]) -> Dataset:
         raise ModelLoadError(f"data file {p.name} is {size} bytes; more than {MAX_DATA_BYTES} bytes is refused")
     arrays = _read_arrays(p)
     labels = arrays.pop("labels", None)
+    named = {k[len(LABELS_PREFIX):]: arrays.pop(k) for k in sorted(arrays) if k.startswith(LABELS_PREFIX)}
     inputs: dict[str, np.ndarray] = {}
     for name in input_names:
         if name in arrays:
@@ -81,17 +120,22 @@ def load_npz(path: str | Path, input_names: Sequence[str]) -> Dataset:
         else:
             raise ModelLoadError(f"data file {p.name} has no array named {name!r} "
                                  f"(has: {', '.join(sorted(arrays)) or 'nothing'})")
-    for name, arr in list(inputs.items()) + ([("labels", labels)] if labels is not None else []):
+    label_arrays = ([("labels", labels)] if labels is not None else []) + [
+        (LABELS_PREFIX + k, v) for k, v in named.items()]
+    for name, arr in list(inputs.items()) + label_arrays:
         if arr.ndim == 0:
             raise ModelLoadError(f"data array {name!r} is a single value; the first axis must be the samples")
         if len(arr) == 0:
             raise ModelLoadError(f"data array {name!r} has no samples")
         if arr.dtype.kind not in "biuf":
             raise ModelLoadError(f"data array {name!r} is {arr.dtype}; only numeric arrays are accepted")
-    inputs = {k: (v.astype(v.dtype.newbyteorder("=")) if v.dtype.byteorder == ">" else v) for k, v in inputs.items()}
-    if labels is not None and labels.dtype.byteorder == ">":
-        labels = labels.astype(labels.dtype.newbyteorder("="))
-    return Dataset(inputs, labels, description=p.name)
+    return Dataset({k: _native(v) for k, v in inputs.items()}, None if labels is None else _native(labels),
+                   p.name, {k: _native(v) for k, v in named.items()})
+
+
+def _native(arr: np.ndarray) -> np.ndarray:
+    """``arr`` in this machine's byte order (a big-endian npz computes wrong otherwise)."""
+    return arr.astype(arr.dtype.newbyteorder("=")) if arr.dtype.byteorder == ">" else arr
 
 
 def _read_arrays(p: Path) -> dict[str, np.ndarray]:

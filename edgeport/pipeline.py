@@ -24,6 +24,7 @@ from .targets.profile import TARGET_NAMES, Plan, load_profile, resolve_plan
 from .validation.bundle import (GOLDEN, REPORT, Golden, staging, sweep_stale, write_golden, write_manifest)
 from .validation.judge import Subject, evaluate
 from .validation.report import Compression, Report
+from .validation.task_kinds import check_labels
 from .version import __version__
 
 #: golden inputs kept in a bundle are capped at this many raw bytes (first samples kept)
@@ -172,6 +173,8 @@ def export(model: str | ModelSource, targets: Sequence[str], *, precision: str |
     golden, golden_desc = golden_inputs(source)
     with progress.step(f"reference outputs on {len(golden)} samples"):
         reference = reference_outputs(source, golden)
+    # each labelled output's kind follows from its shape: labels that fit none are refused here
+    check_labels(source.eval_data, {name: out.shape[1:] for name, out in reference.items()})
     results = []
     if Path(out_dir).is_dir():
         sweep_stale(out_dir)  # what killed exports left behind

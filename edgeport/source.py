@@ -132,8 +132,11 @@ class ModelSource:
         """A copy whose eval (and calibration) data are the user's ``--data``."""
         if data is None:
             return self
-        # labels name classes: a model whose task was not declared is judged as a classifier
-        task = "classification" if data.labels is not None and self.task == "generic" else self.task
+        # class ids for the first output: a model whose task was not declared is judged as a
+        # classifier (labels naming no output are refused here, before any work)
+        first = data.labels_for(self.output_names).get(self.output_names[0]) if self.output_names else None
+        ids = first is not None and first.dtype.kind in "biu"
+        task = "classification" if ids and self.task == "generic" else self.task
         return replace(self, eval_data=data, calibration_data=data, task=task)
 
 

@@ -33,7 +33,7 @@ from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
-from ..data import Dataset
+from ..data import LABELS_PREFIX, Dataset
 from ..errors import ConversionError, ModelLoadError, one_line
 
 MANIFEST = "manifest.json"
@@ -344,6 +344,7 @@ def write_golden(path: Path, golden: Dataset, reference: dict[str, np.ndarray],
     arrays: dict[str, np.ndarray] = {f"input__{k}": v for k, v in golden.inputs.items()}
     if golden.labels is not None:
         arrays["labels"] = golden.labels
+    arrays.update({LABELS_PREFIX + k: np.asarray(v) for k, v in golden.output_labels.items()})
     arrays.update({f"reference__{k}": v for k, v in reference.items()})
     for k, v in (converted_reference or {}).items():
         arrays[f"converted_reference__{k}"] = v
@@ -438,16 +439,22 @@ def _golden_from(arrays: dict[str, np.ndarray], output_names: list[str], name: s
     conv = {n: arrays[f"converted_reference__{n}"] for n in output_names
             if f"converted_reference__{n}" in arrays} or None
     labels = arrays.get("labels")
+    # labels per output (bundles written before them hold the plain ``labels`` only)
+    named = {k[len(LABELS_PREFIX):]: v for k, v in arrays.items() if k.startswith(LABELS_PREFIX)}
+    unknown = sorted(set(named) - set(output_names))
+    if unknown:
+        raise ModelLoadError(f"{name} holds {LABELS_PREFIX}{unknown[0]}, but the model has no such output")
     counted = {f"input__{k}": v for k, v in inputs.items()}
     counted.update({f"reference__{k}": v for k, v in ref.items()})
     counted.update({f"converted_reference__{k}": v for k, v in (conv or {}).items()})
     if labels is not None:
         counted["labels"] = labels
+    counted.update({LABELS_PREFIX + k: v for k, v in named.items()})
     counts = {k: len(v) for k, v in counted.items()}
     if len(set(counts.values())) != 1:
         detail = ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
         raise ModelLoadError(f"{name}: arrays disagree on the number of samples ({detail})")
-    return Golden(Dataset(inputs, labels, "golden.npz"), ref, conv)
+    return Golden(Dataset(inputs, labels, "golden.npz", named), ref, conv)
 
 
 # ------------------------------------------------------------------------------------------------

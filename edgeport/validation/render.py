@@ -20,6 +20,23 @@ def _f(x: Any, spec: str = ".4f") -> str:
     return "-" if x is None else format(x, spec)
 
 
+def _task_line(o: dict[str, Any]) -> str:
+    """One labelled output's task metrics: the artifact's figure, the source's, and the change."""
+    ref, art = o["reference"], o["artifact"]
+    head = f"{o['name']}: {o['kind']}"
+    if o["kind"] == "regression":
+        rel = o.get("mae_increase_rel")
+        return (f"{head}  MAE {_f(art['mae'], '.4g')} (source {_f(ref['mae'], '.4g')}"
+                + (f", {rel * 100:+.2f} % of label std" if rel is not None else "")
+                + f")  RMSE {_f(art['rmse'], '.4g')}  {'ok' if o['passed'] else 'FAIL'}")
+    drop = o.get("drop")
+    line = (f"{head}  {o['metric']} {_f(art[o['metric']])} (source {_f(ref[o['metric']])}, "
+            f"drop {'-' if drop is None else format(drop * 100, '+.2f')} pt)")
+    if o["kind"] == "segmentation":
+        line += f"  mIoU {_f(art['miou'])} (source {_f(ref['miou'])})"
+    return line + f"  agreement {_f(o.get('agreement'))}  {'ok' if o['passed'] else 'FAIL'}"
+
+
 def render_report(report: Report, bundle: str | None = None) -> str:
     """The report as the lines a person reads (figures from its JSON form)."""
     r = report.to_dict()
@@ -39,8 +56,11 @@ def render_report(report: Report, bundle: str | None = None) -> str:
                      f"sqnr {_f(o['sqnr_db'], '.1f')} dB  {'ok' if o['passed'] else 'FAIL'}")
     if r["accuracy"]:
         a = r["accuracy"]
-        lines.append(f"  accuracy  {a['metric']} {a['artifact']:.4f} (source {a['reference']:.4f}, "
-                     f"drop {a['drop'] * 100:+.2f} pt)")
+        per_output = [_task_line(o) for o in a.get("outputs") or []]
+        if not per_output:  # a report from before per-output task metrics
+            per_output = [f"{a['metric']} {_f(a['artifact'])} (source {_f(a['reference'])}, "
+                          f"drop {a['drop'] * 100:+.2f} pt)"]
+        lines += [("  accuracy  " if i == 0 else "            ") + line for i, line in enumerate(per_output)]
     lat = r["latency"]
     if lat:
         lines.append(f"  latency   p50 {_f(lat.get('p50_ms'), '.3f')} ms  p90 {_f(lat.get('p90_ms'), '.3f')} ms  "

@@ -6,6 +6,7 @@ plain numbers in the units their keys name.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -92,20 +93,80 @@ class Size:
                 "gzip_bytes": self.gzip_bytes, "gzip_ratio": self.gzip_ratio, "files": self.files}
 
 
+#: task metrics where a smaller figure is better: their ``drop`` is the artifact's increase
+LOWER_IS_BETTER = frozenset({"mae"})
+
+
+def _figure(x: float | None) -> float | None:
+    """A figure for JSON: rounded, and null when it is not a finite number (an artifact's NaN)."""
+    return None if x is None or not math.isfinite(x) else round(float(x), 6)
+
+
+def _drop(metric: str, reference: float, artifact: float) -> float:
+    """How much worse the artifact is on ``metric``: accuracy lost, or (lower is better) error gained."""
+    return artifact - reference if metric in LOWER_IS_BETTER else reference - artifact
+
+
+@dataclass(frozen=True)
+class OutputTask:
+    """Task metrics of one labelled output, for the source model and the artifact, and its check.
+
+    ``metric`` names the figure the check judges (``top1``, ``pixel_accuracy``, ``mae``); it is a
+    key of ``reference`` and ``artifact``, which hold every figure of the kind. ``agreement`` is
+    the share of equal arg-max classes (per sample or per pixel) for the classification kinds."""
+
+    name: str
+    kind: str
+    metric: str
+    samples: int
+    reference: Mapping[str, float | None]
+    artifact: Mapping[str, float | None]
+    check: str
+    passed: bool
+    agreement: float | None = None
+    #: what the figures rest on: classes, pixels, the labels' standard deviation, further drops
+    facts: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def drop(self) -> float:
+        return _drop(self.metric, float(self.reference[self.metric]), float(self.artifact[self.metric]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "metric": self.metric, "samples": self.samples,
+                "reference": {k: _figure(v) for k, v in self.reference.items()},
+                "artifact": {k: _figure(v) for k, v in self.artifact.items()},
+                "drop": _figure(self.drop), "agreement": _figure(self.agreement),
+                **{k: (_figure(v) if isinstance(v, float) else v) for k, v in self.facts.items()},
+                "check": self.check, "passed": self.passed}
+
+
 @dataclass(frozen=True)
 class Accuracy:
+    """The task metric: ``metric``/``reference``/``artifact``/``drop`` are the first labelled
+    output's (the contract's keys); ``outputs`` every labelled output's."""
+
     metric: str
     reference: float
     artifact: float
     samples: int
+    outputs: tuple[OutputTask, ...] = ()
+
+    @classmethod
+    def of(cls, outputs: tuple[OutputTask, ...]) -> "Accuracy":
+        head = outputs[0]
+        return cls(head.metric, float(head.reference[head.metric]), float(head.artifact[head.metric]),
+                   head.samples, outputs)
 
     @property
     def drop(self) -> float:
-        return round(self.reference - self.artifact, 6)
+        return round(_drop(self.metric, self.reference, self.artifact), 6)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "reference": round(self.reference, 6), "artifact": round(self.artifact, 6),
-                "drop": self.drop, "samples": self.samples}
+        d = {"metric": self.metric, "reference": _figure(self.reference), "artifact": _figure(self.artifact),
+             "drop": _figure(self.drop), "samples": self.samples}
+        if self.outputs:
+            d["outputs"] = [o.to_dict() for o in self.outputs]
+        return d
 
 
 @dataclass(frozen=True)
