@@ -132,10 +132,10 @@ class ModelSource:
         """A copy whose eval (and calibration) data are the user's ``--data``."""
         if data is None:
             return self
-        # class ids for the first output: a model whose task was not declared is judged as a
-        # classifier (labels naming no output are refused here, before any work)
+        # one class id per sample for the first output: a model whose task was not declared is
+        # judged as a classifier (labels naming no output are refused here, before any work)
         first = data.labels_for(self.output_names).get(self.output_names[0]) if self.output_names else None
-        ids = first is not None and first.dtype.kind in "biu"
+        ids = first is not None and first.dtype.kind in "biu" and first.size == len(first)
         task = "classification" if ids and self.task == "generic" else self.task
         return replace(self, eval_data=data, calibration_data=data, task=task)
 
