@@ -130,10 +130,12 @@ def _trained(name: str, module: nn.Module, train_inputs: tuple[np.ndarray, ...],
 
 def _source(name: str, module: nn.Module, inputs: dict[str, np.ndarray], labels: np.ndarray | None,
             cal: np.ndarray, ev: np.ndarray, output_names: tuple[str, ...], task: str,
-            description: str) -> ModelSource:
+            description: str, output_labels: dict[str, np.ndarray] | None = None) -> ModelSource:
+    """``labels``: the first output's; ``output_labels``: labels of other outputs, by name."""
     names = tuple(inputs)
     eval_data = Dataset({k: v[ev] for k, v in inputs.items()},
-                        None if labels is None else labels[ev], description=f"{description}, {EVAL_N} held-out")
+                        None if labels is None else labels[ev], description=f"{description}, {EVAL_N} held-out",
+                        output_labels={k: v[ev] for k, v in (output_labels or {}).items()})
     calib = Dataset({k: v[cal] for k, v in inputs.items()}, description=f"{description}, {CALIB_N} train")
     return ModelSource(name=name, module=module.eval(), example_inputs=tuple(v[ev[:1]] for v in inputs.values()),
                        input_names=names, output_names=output_names, task=task, eval_data=eval_data,
@@ -358,7 +360,7 @@ def unet_denoise() -> ModelSource:
     tr, cal, ev = _split(len(x))
     m = _trained("unet_denoise", TinyUNet(), (noisy[tr],), clean[tr].astype(np.float32), "mse", epochs=10)
     return _source("unet_denoise", m, {"x": noisy}, None, cal, ev, ("clean",), "generic",
-                   "sklearn digits + gaussian noise [1x8x8]")
+                   "sklearn digits + gaussian noise [1x8x8]", output_labels={"clean": clean})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -469,7 +471,7 @@ def two_input_heads() -> ModelSource:
         torch.save(m.state_dict(), tmp)
         tmp.replace(path)
     return _source("two_input_heads", m, {"image": image, "tab": tab}, y, cal, ev, ("logits", "ink"),
-                   "classification", "sklearn digits image + 6 stroke features")
+                   "classification", "sklearn digits image + 6 stroke features", output_labels={"ink": ink})
 
 
 # ------------------------------------------------------------------------------------------------
