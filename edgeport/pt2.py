@@ -22,8 +22,10 @@ MAX_PT2_BYTES = 4 << 30
 MAX_MEMBERS = 100_000
 
 
-def load_pt2(path: Path) -> tuple[Any, tuple[Any, ...]]:
-    """(module, example inputs) of the program at ``path``; refuses anything but plain data."""
+def load_pt2(path: Path) -> tuple[Any, tuple[Any, ...], tuple[str, ...]]:
+    """(module, example inputs, input names) of the program at ``path``; refuses anything but
+    plain data. The names are the program's user inputs — the exported ``forward()``'s argument
+    names — or empty when they do not match the example inputs one to one."""
     size = path.stat().st_size
     if size > MAX_PT2_BYTES:
         raise ModelLoadError(f"{path.name} is {size} bytes; .pt2 files over {MAX_PT2_BYTES} bytes are refused")
@@ -47,7 +49,8 @@ def load_pt2(path: Path) -> tuple[Any, tuple[Any, ...]]:
     args = ep.example_inputs[0] if ep.example_inputs else None
     if not args:
         raise ModelLoadError(f"{path.name} carries no example inputs; save it with torch.export.save")
-    return exported_module(ep.module()), tuple(args)
+    names = tuple(str(n) for n in ep.graph_signature.user_inputs)
+    return exported_module(ep.module()), tuple(args), names if len(names) == len(args) else ()
 
 
 def _refuse_code(name: str, archive: zipfile.ZipFile) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 
 from .data import Dataset, TensorSpec
 from .errors import ModelLoadError, one_line
+from .io_names import check_names, default_input_names, flatten_outputs, forward_input_names
 from .registry import LazyRegistry
 
 TASKS = ("classification", "embedding", "generic")
@@ -53,17 +54,20 @@ class ModelSource:
 
     def __post_init__(self) -> None:
         self.example_inputs = tuple(_to_numpy(x) for x in self.example_inputs)
+        derived = not self.input_names or (self.module is not None and not self.output_names)
         if not self.input_names:
-            self.input_names = ("x",) if len(self.example_inputs) == 1 else tuple(
-                f"input_{i}" for i in range(len(self.example_inputs)))
+            count = len(self.example_inputs)
+            named = forward_input_names(self.module, count) if self.module is not None else None
+            self.input_names = named or default_input_names(count)
         if len(self.input_names) != len(self.example_inputs):
             raise ModelLoadError(f"{self.name}: {len(self.input_names)} input names for "
                                  f"{len(self.example_inputs)} example inputs")
         if self.task not in TASKS:
             raise ModelLoadError(f"{self.name}: unknown task {self.task!r}; known: {', '.join(TASKS)}")
-        if self.module is not None and not self.output_names:
-            outs = self._torch_forward(self.example_inputs)
-            self.output_names = ("output",) if len(outs) == 1 else tuple(f"output_{i}" for i in range(len(outs)))
+        if self.module is not None:
+            if not self.output_names:  # given names are checked against forward's outputs when it runs
+                self.output_names = tuple(name for name, _ in self._forward_leaves(self.example_inputs))
+            check_names(self.name, self.input_names, self.output_names, derived)
 
     # -- shapes -------------------------------------------------------------------------------
     @property
@@ -97,24 +101,30 @@ class ModelSource:
             return self._reference_batched(data, module, 1)
 
     def _reference_batched(self, data: Dataset, module: Any | None, batch: int) -> dict[str, np.ndarray]:
-        outs: list[list[np.ndarray]] = [[] for _ in self.output_names]
+        outs: dict[str, list[np.ndarray]] = {n: [] for n in self.output_names}
         for start in range(0, len(data), batch):
             feeds = tuple(data.inputs[n][start:start + batch] for n in self.input_names)
-            for i, o in enumerate(self._torch_forward(feeds, module)):
-                outs[i].append(o)
-        return {n: np.concatenate(o) for n, o in zip(self.output_names, outs)}
+            for name, o in self._torch_forward(feeds, module).items():
+                outs[name].append(o)
+        return {n: np.concatenate(o) for n, o in outs.items()}
 
-    def _torch_forward(self, arrays: tuple[np.ndarray, ...], module: Any | None = None) -> list[np.ndarray]:
+    def _torch_forward(self, arrays: tuple[np.ndarray, ...], module: Any | None = None) -> dict[str, np.ndarray]:
+        """The model's outputs on one batch, keyed by :attr:`output_names` in forward's order."""
+        leaves = self._forward_leaves(arrays, module)
+        if len(leaves) != len(self.output_names):
+            raise ModelLoadError(f"{self.name}: forward() returned {len(leaves)} tensors, the source names "
+                                 f"{len(self.output_names)} outputs")
+        return {name: arr for name, (_, arr) in zip(self.output_names, leaves)}
+
+    def _forward_leaves(self, arrays: tuple[np.ndarray, ...], module: Any | None = None) -> list[tuple[str, np.ndarray]]:
+        """``(name from forward's return structure, array)`` per output tensor (see :mod:`.io_names`)."""
         import torch
 
         mod = module if module is not None else self.module
         with torch.no_grad():
             out = mod(*(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays))
-        if isinstance(out, dict):
-            out = tuple(out.values())
-        if not isinstance(out, (tuple, list)):
-            out = (out,)
-        return [o.detach().float().numpy() if o.is_floating_point() else o.detach().numpy() for o in out]
+        return [(name, o.detach().float().numpy() if o.is_floating_point() else o.detach().numpy())
+                for name, o in flatten_outputs(out, f"{self.name}: forward()")]
 
     # -- identity -----------------------------------------------------------------------------
     def digest(self) -> str:
@@ -251,5 +261,5 @@ def _load_pt2(path: Path) -> ModelSource:
         raise ModelLoadError(f"model file not found: {path}")
     from .pt2 import load_pt2
 
-    module, args = load_pt2(path)
-    return ModelSource(name=path.stem, module=module, example_inputs=args)
+    module, args, names = load_pt2(path)
+    return ModelSource(name=path.stem, module=module, example_inputs=args, input_names=names)

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ConversionError, MissingDependencyError, one_line
-
+from ..io_names import flatten_outputs
 
 
 def import_coremltools() -> Any:
@@ -60,8 +60,9 @@ def convert_module(module: Any, example_inputs: Sequence[np.ndarray], input_name
     args = tuple(torch.from_numpy(np.ascontiguousarray(x)) for x in example_inputs)
     with torch.no_grad():
         ref = module(*args)
-    refs = ref if isinstance(ref, (tuple, list)) else (ref.values() if isinstance(ref, dict) else (ref,))
-    ref_arrays = [r.detach().numpy() for r in refs]
+    ref_arrays = [r.detach().numpy() for _, r in flatten_outputs(ref)]
+    if not _flat(ref):
+        module = _tuple_outputs(module)
     inputs = [ct.TensorType(name=n, shape=tuple(x.shape), dtype=_ct_dtype(x)) for n, x in zip(input_names, example_inputs)]
     outputs = [ct.TensorType(name=n, dtype=_ct_dtype(r)) for n, r in zip(output_names, ref_arrays)]
     kwargs = dict(inputs=inputs, outputs=outputs, convert_to="mlprogram",
@@ -80,3 +81,25 @@ def convert_module(module: Any, example_inputs: Sequence[np.ndarray], input_name
         except Exception as exc:  # coremltools/torch raise many types; keep each message
             errors.append(f"{how}: {type(exc).__name__}: {one_line(exc, last=True)}")
     raise ConversionError("coreml", "coremltools.convert", " | ".join(errors))
+
+
+def _flat(out: Any) -> bool:
+    """Whether coremltools takes ``out`` as it is: a tensor or a flat tuple/list of tensors."""
+    leaves = out if isinstance(out, (tuple, list)) else (out,)
+    return not isinstance(out, dict) and all(hasattr(x, "detach") for x in leaves)
+
+
+def _tuple_outputs(module: Any) -> Any:
+    """``module`` returning its outputs as one flat tuple, in :func:`flatten_outputs`' order:
+    coremltools' torch frontend does not take a dict return, nor nested ones."""
+    import torch
+
+    class TupleOutputs(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args: Any) -> tuple[Any, ...]:
+            return tuple(t for _, t in flatten_outputs(self.inner(*args)))
+
+    return TupleOutputs(module).eval()

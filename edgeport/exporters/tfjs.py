@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import ConversionError
 from ..formats import Artifact, get_format
+from ..io_names import name_problem
 from ..precision import Precision
 from .base import Exporter, ExportJob
 
@@ -62,9 +63,16 @@ class TFJSExporter(Exporter):
 
 
 def _add_metadata(model_json: Path, src: Any, precision: str) -> None:
-    """Record the source names in model.json (the runtimes read them) and write it compactly."""
+    """Key the graph model's signature by the source names, in the source's order (TF.js feeds
+    inputs and returns outputs by these keys, in this order: ``model.outputNodes``), record the
+    names and dtypes in model.json's metadata (the runtimes read them) and write it compactly."""
     doc = json.loads(model_json.read_text())
-    in_map, out_map = _name_maps(doc, src.input_names, src.output_names)
+    in_keys, out_keys = _name_maps(doc, src.input_names, src.output_names)
+    in_map = {n: _public_key(n, k, "input") for n, k in in_keys.items()}
+    out_map = {n: _public_key(n, k, "output") for n, k in out_keys.items()}
+    sig = doc["signature"]
+    sig["inputs"] = {in_map[n]: sig["inputs"][in_keys[n]] for n in src.input_names}
+    sig["outputs"] = {out_map[n]: sig["outputs"][out_keys[n]] for n in src.output_names}
     src_dtypes = {s.name: s.dtype for s in src.input_specs}
     doc.setdefault("userDefinedMetadata", {})[METADATA_KEY] = {
         "inputs": [{"name": n, "key": in_map[n], "dtype": src_dtypes.get(n, "float32"),
@@ -77,6 +85,13 @@ def _add_metadata(model_json: Path, src: Any, precision: str) -> None:
     _shorten_node_names(doc)
     # compact separators: model.json is part of the download
     model_json.write_text(json.dumps(doc, separators=(",", ":")))
+
+
+def _public_key(name: str, key: str, kind: str) -> str:
+    """The signature key a source name is served under: the name itself, or onnx2tf's key when
+    the name is one not every format carries (an ONNX source's ``input:0``, which TF.js would
+    read as output 0 of a node ``input``)."""
+    return name if name_problem(name, kind) is None else key
 
 
 def _split_addn_with_control_inputs(doc: dict[str, Any]) -> None:

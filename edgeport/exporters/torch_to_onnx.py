@@ -86,17 +86,37 @@ def _tidy(path: Path, output_names: list[str]) -> None:
     Output names are set here rather than by the exporter: asking the exporter for an output
     named like an internal value (an ``nn.Embedding`` called ``embedding``, say) yields a graph
     with a duplicate name that onnxruntime refuses. Clashing internal values are renamed first.
+    An output that is not a value of its own — a graph input returned as is, a constant, the same
+    tensor returned twice — gets an ``Identity`` node: renaming it would rename the input or merge
+    two outputs into one.
     """
     import onnx
+    from onnx import helper
 
     model = onnx.load(str(path))
     graph = model.graph
     if len(graph.output) != len(output_names):
         raise ConversionError("onnx", "output naming", f"the graph has {len(graph.output)} outputs, "
                               f"the source names {len(output_names)}")
-    renames = {o.name: new for o, new in zip(graph.output, output_names) if o.name != new}
+    inputs = {i.name for i in graph.input}
+    passthrough = {}  # the exporter returns an input as Identity(x) -> x: a second definition of x
+    for node in graph.node:
+        for k, v in enumerate(node.output):
+            if v in inputs:
+                node.output[k] = passthrough[v] = f"{v}__passthrough"
+    current = [passthrough.get(o.name, o.name) for o in graph.output]
+    fixed = inputs | {i.name for i in graph.initializer}
+    renames, copies = {}, []
+    for old, new in zip(current, output_names):
+        if old == new:
+            continue
+        if old in fixed or current.count(old) > 1:
+            copies.append((old, new))
+        else:
+            renames[old] = new
     taken = {v for n in graph.node for v in (*n.input, *n.output)} | {i.name for i in graph.initializer}
-    clashes = {new: f"{new}__internal" for new in renames.values() if new in taken and new not in renames}
+    clashes = {new: f"{new}__internal" for new in output_names
+               if new in taken and new not in renames and new not in current}
     mapping = {**clashes, **renames}
     if mapping:
         for graph_ in _graphs(graph):
@@ -105,8 +125,10 @@ def _tidy(path: Path, output_names: list[str]) -> None:
                 node.output[:] = [mapping.get(v, v) for v in node.output]
         for init in graph.initializer:
             init.name = mapping.get(init.name, init.name)
-        for vi in graph.output:
-            vi.name = mapping.get(vi.name, vi.name)
+    for old, new in copies:
+        graph.node.append(helper.make_node("Identity", [mapping.get(old, old)], [new], name=f"{new}__output"))
+    for vi, new in zip(graph.output, output_names):
+        vi.name = new
     del graph.value_info[:]
     for graph_ in _graphs(graph):
         for node in graph_.node:

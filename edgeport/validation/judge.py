@@ -79,14 +79,14 @@ class _ByteCounter:
         pass
 
 
-def _aligned(names: Sequence[str], produced: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Outputs keyed by the reference's names: by name when they match, else by position."""
+def _artifact_names(names: Sequence[str], produced: Mapping[str, np.ndarray]) -> dict[str, str]:
+    """Reference output name -> the artifact's own name for it: the same name when the artifact
+    has it (whatever order its runtime lists outputs in), else the output at the same position."""
     if all(n in produced for n in names):
-        return {n: produced[n] for n in names}
-    values = list(produced.values())
-    if len(values) != len(names):
-        raise RuntimeLoadError(f"artifact has {len(values)} outputs, the source model {len(names)}")
-    return dict(zip(names, values))
+        return {n: n for n in names}
+    if len(produced) != len(names):
+        raise RuntimeLoadError(f"artifact has {len(produced)} outputs, the source model {len(names)}")
+    return dict(zip(names, produced))
 
 
 def parity_of(reference: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarray], plan: "Plan",
@@ -138,8 +138,8 @@ def run_runtime(name: str, artifact: "Artifact", plan: "Plan", golden: Dataset,
             raise
         except EdgeportError as exc:
             raise RuntimeLoadError(str(exc)) from None
-    aligned = _aligned(list(artifact.output_names), produced)
-    artifact_names = dict(zip(aligned, produced))
+    artifact_names = _artifact_names(list(artifact.output_names), produced)
+    aligned = {n: produced[key] for n, key in artifact_names.items()}
     return aligned, summarize(timing), {**facts, "_io": (specs, artifact_names, {k: v.dtype.name for k, v in produced.items()},
                                                          {k: list(v.shape[1:]) for k, v in produced.items()})}
 

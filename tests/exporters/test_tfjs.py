@@ -134,3 +134,30 @@ def test_onnx_source_exports_without_a_module(digits, tmp_path):
     finally:
         sess.close()
     assert np.abs(out - ref).max() < 1e-4
+
+
+def test_signature_keys_are_the_source_names_in_source_order(tmp_path):
+    """model.json's signature (what TF.js feeds and returns by: ``model.outputNodes``) is keyed by
+    forward's argument names and the namedtuple's fields, in the source's order."""
+    from edgeport.source import load_source
+    from edgeport.validation.runtimes import get_runtime
+
+    src = load_source("tests/data/io_models.py:namedtuple_heads")
+    plan = resolve_plan(load_profile("browser-tfjs"), "fp32")
+    with tempfile.TemporaryDirectory() as work:
+        art = get_exporter("tfjs").export(ExportJob(src, src.module, plan, None, SILENT, Path(work)), tmp_path)
+    doc = json.loads(art.path.read_text())
+    assert list(doc["signature"]["inputs"]) == ["image", "features"]
+    assert list(doc["signature"]["outputs"]) == ["score", "embedding", "logits"]
+    shapes = {k: [int(d["size"]) for d in v["tensorShape"]["dim"]] for k, v in doc["signature"]["outputs"].items()}
+    assert shapes == {"score": [1, 1], "embedding": [1, 4], "logits": [1, 5]}
+    sess = get_runtime("tfjs-node").load(art.path)
+    try:
+        assert [s.name for s in sess.input_specs] == ["image", "features"]
+        got = sess.run(src.example_feed())
+    finally:
+        sess.close()
+    want = src._torch_forward(src.example_inputs)
+    assert list(got) == ["score", "embedding", "logits"]
+    for name, ref in want.items():
+        np.testing.assert_allclose(got[name], ref, atol=1e-5)

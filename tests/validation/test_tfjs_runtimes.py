@@ -70,10 +70,10 @@ def test_foreign_model_json_is_run_from_its_signature(digits_fp32, reference, tm
     data, ref = reference
     np.savez(tmp_path / "in.npz", x=data.inputs["x"][:10])
     outs = run_artifact(mj, tmp_path / "in.npz", tmp_path / "out.npz")
-    assert list(outs) == ["output_0"]
-    assert np.abs(outs["output_0"] - ref[:10]).max() < 1e-4
+    assert list(outs) == ["logits"]  # edgeport keys the signature itself by the source names
+    assert np.abs(outs["logits"] - ref[:10]).max() < 1e-4
     with np.load(tmp_path / "out.npz") as z:
-        assert z["output_0"].shape == (10, 10)
+        assert z["logits"].shape == (10, 10)
 
 
 def test_hung_node_runner_is_stopped_and_reported(digits_fp32, reference):
