@@ -169,8 +169,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
         write_junit(args.junit, [(str(r.bundle), r.report) for r in results if r.report is not None],
                     [(r.target, str(r.error)) for r in results if r.report is None])
     if args.json:
-        docs = [dict(r.report.to_dict(), bundle=str(r.bundle)) if r.report is not None
-                else {"target": r.target, "passed": False, "error": str(r.error)} for r in results]
+        docs = [dict(r.report.to_dict(), bundle=str(r.bundle), log=str(r.log)) if r.report is not None
+                else {"target": r.target, "passed": False, "error": str(r.error), "log": str(r.log)}
+                for r in results]
         print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2, allow_nan=False))
     else:
         for r in results:
@@ -227,21 +228,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quiet_library_loggers() -> None:
-    """Version-compatibility notices (coremltools on the pinned torch/TF) and torch's internal
-    deprecation chatter say nothing about the user's model; keep their errors only."""
-    import logging
-
-    for name in ("coremltools", "torchao", "torch.utils._pytree", "torch.onnx", "onnx2tf", "absl"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notices) is noise to a CLI user
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TQDM_DISABLE", "1")  # converters' own progress bars; ours are the [edgeport] lines
-    _quiet_library_loggers()
+    # what converters print (TensorFlow's C++ lines, coremltools' bars and notices...) goes to each
+    # target's log file, not here: the library does that for the API and the CLI alike
     handler = {"targets": _cmd_targets, "export": _cmd_export, "validate": _cmd_validate, "run": _cmd_run,
                "sign": _cmd_sign, "keygen": _cmd_keygen}
     from .validation.bundle import Terminated, sigterm_as_interrupt

@@ -1,6 +1,9 @@
 """The errors edgeport raises. The CLI maps them to exit codes; the library never exits."""
 from __future__ import annotations
 
+import re
+from typing import Any
+
 
 class EdgeportError(Exception):
     """Base of every error edgeport raises on purpose. Its message is one readable line."""
@@ -38,12 +41,44 @@ class MissingDependencyError(EdgeportError):
 
 
 class ConversionError(EdgeportError):
-    """A converter failed. Carries the stage, the format and the backend's own message."""
+    """A target's artifact could not be made, or what was made does not load in its runtime.
 
-    def __init__(self, fmt: str, stage: str, message: str):
+    One line a user can act on: the stage (``torch→ONNX``, ``SavedModel→TFLite (int8)``...), the
+    backend's reason, the op when it is known, a hint from the table of known failures
+    (:mod:`edgeport.exporters.hints`) and where the full log is. ``detail`` keeps the backend's
+    whole message (the pipeline writes it into the log)."""
+
+    def __init__(self, fmt: str, stage: str, message: str, op: str | None = None,
+                 hint: str | None = None, log: str | None = None):
         self.format, self.stage = fmt, stage
-        first = (message or "").strip().splitlines()
-        super().__init__(f"{fmt} conversion failed at {stage}: {first[-1] if first else 'no message'}")
+        self.detail = (message or "").strip()
+        self.op, self.hint, self.log = op, hint, log
+        super().__init__(self._line())
+
+    @property
+    def reason(self) -> str:
+        """The backend's message as one line: its first meaningful line."""
+        return one_line(Exception(self.detail)) if self.detail else "no message"
+
+    def _line(self) -> str:
+        text = f"{self.stage} failed: {self.reason}"
+        if self.op and self.op not in text:
+            text += f" (op {self.op})"
+        if self.hint:
+            text += f" — hint: {self.hint}"
+        if self.log:
+            text += f" — full log: {self.log}"
+        return text
+
+    def annotated(self, op: str | None = None, hint: str | None = None, log: str | None = None) -> "ConversionError":
+        """A copy with the op, hint or log path filled in (the ones already set are kept)."""
+        err = ConversionError(self.format, self.stage, self.detail, self.op or op, self.hint or hint,
+                              self.log or log)
+        err.__cause__ = self.__cause__
+        return err
+
+    def __reduce__(self) -> tuple[Any, ...]:  # crosses the converter's process boundary whole
+        return (ConversionError, (self.format, self.stage, self.detail, self.op, self.hint, self.log))
 
 
 class RuntimeLoadError(EdgeportError):
@@ -54,7 +89,8 @@ def one_line(exc: BaseException, limit: int = 300, last: bool = False) -> str:
     """An exception as one readable line: the first (or ``last``) non-empty line of its message,
     else its type name, cut at ``limit`` characters. Every error message built from a library's
     exception goes through here."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not set(ln.strip()) <= set("=-*_ ")]
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # terminal colours (torch.onnx, onnx2tf)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not set(ln.strip()) <= set("=-*_ ")]
     if not lines:
         return type(exc).__name__
     return (lines[-1] if last else lines[0])[:limit]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,13 +14,15 @@ import numpy as np
 
 from .compression import compress
 from .data import Dataset, check_against, load_npz
-from .errors import ConfigError, EdgeportError, ModelLoadError, one_line
+from .errors import ConfigError, ConversionError, EdgeportError, ModelLoadError
 from .exporters import ExportJob, get_exporter
+from .exporters.failures import explain
 from .exporters.isolation import export_isolated
 from .formats import Artifact
 from .precision import Precision
 from .progress import Progress
 from .source import ModelSource, load_source
+from .target_log import log_path, target_log
 from .targets.profile import TARGET_NAMES, Plan, load_profile, resolve_plan
 from .validation.bundle import (GOLDEN, REPORT, Golden, staging, sweep_stale, write_golden, write_manifest)
 from .validation.judge import Subject, evaluate
@@ -43,6 +46,8 @@ class ExportResult:
     report: Report | None
     error: EdgeportError | None = None
     seconds: float = 0.0
+    #: the converters' and runtimes' output for this target (``OUT/<model>-<target>.log``)
+    log: Path | None = None
 
     @property
     def passed(self) -> bool:
@@ -181,17 +186,28 @@ def export(model: str | ModelSource, targets: Sequence[str], *, precision: str |
     with tempfile.TemporaryDirectory(prefix="edgeport-shared-") as shared:
         call = _Call(source, Golden(golden, reference, None), golden_desc, Path(out_dir), progress, Path(shared))
         for plan in plans:
-            progress.header(f"{source.name} -> {plan.target} ({plan.format}, {plan.precision.value})")
-            t0 = time.perf_counter()
-            try:
-                bundle, report = _export_one(call, plan)
-                results.append(ExportResult(plan.target, bundle, report, seconds=time.perf_counter() - t0))
-            except Exception as exc:  # this target could not be produced; the others still run
-                err = exc if isinstance(exc, EdgeportError) else EdgeportError(
-                    f"{plan.target}: unexpected {type(exc).__name__}: {one_line(exc)}")
-                progress.note(f"{plan.target}: failed: {err}")
-                results.append(ExportResult(plan.target, None, None, err, time.perf_counter() - t0))
+            results.append(_run_target(call, plan))
     return results
+
+
+def _run_target(call: _Call, plan: Plan) -> ExportResult:
+    """One target, everything printed meanwhile kept in its log file beside the bundle: its
+    bundle and report, or the one-line error that stopped it (the others still run)."""
+    log = log_path(call.out_dir, _bundle_name(call.source.name, plan.target))
+    t0 = time.perf_counter()
+    with target_log(log, call.progress) as stream:
+        call.progress.header(f"{call.source.name} -> {plan.target} ({plan.format}, {plan.precision.value})")
+        try:
+            bundle, report = _export_one(call, plan)
+            return ExportResult(plan.target, bundle, report, seconds=time.perf_counter() - t0, log=log)
+        except Exception as exc:  # this target could not be produced
+            err = explain(exc, plan, str(log))
+            detail = getattr(exc, "detail", None) or "".join(traceback.format_exception(exc))
+            print(f"[edgeport] {plan.target} could not be produced; what the converter said:\n{detail}",
+                  file=stream)
+            stage = err.stage if isinstance(err, ConversionError) else type(err).__name__
+            call.progress.note(f"{plan.target}: failed at {stage}; full log: {log}")
+            return ExportResult(plan.target, None, None, err, time.perf_counter() - t0, log=log)
 
 
 def _compressed(call: _Call, plan: Plan) -> tuple[Any, Golden, Compression | None, float]:

@@ -54,7 +54,7 @@ def compress(mlmodel: Any, precision: str, sparsity: float, deployment_target: s
     except ConfigError:
         raise
     except Exception as exc:
-        raise ConversionError("coreml", f"compression ({precision}, sparsity {sparsity})",
+        raise ConversionError("coreml", f"CoreML weight compression ({precision}, sparsity {sparsity})",
                               f"{type(exc).__name__}: {exc}") from exc
     return model, facts
 

@@ -80,7 +80,7 @@ def convert_module(module: Any, example_inputs: Sequence[np.ndarray], input_name
                 return ct.convert(program, **kwargs), how
         except Exception as exc:  # coremltools/torch raise many types; keep each message
             errors.append(f"{how}: {type(exc).__name__}: {one_line(exc, last=True)}")
-    raise ConversionError("coreml", "coremltools.convert", " | ".join(errors))
+    raise ConversionError("coreml", "torch→CoreML", " | ".join(errors))
 
 
 def _flat(out: Any) -> bool:

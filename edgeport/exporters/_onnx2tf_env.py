@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TYPE_CHECKING
 
 from ..errors import ConversionError, MissingDependencyError
+from ..native_logs import keep_in_log
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..progress import Progress
@@ -25,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
 # onnx2tf's calibration/test helper looks for this file in the working directory before it
 # downloads one; a zero-filled stand-in keeps every conversion offline.
 _SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+_STAGE = "ONNX→SavedModel (onnx2tf)"
 
 # Converting the same ONNX twice in one process (e.g. TFLite fp32 then int8, or TFLite and TF.js
 # for `--target all`) reuses the first SavedModel: onnx2tf costs 13-21 s per model.
@@ -79,7 +81,7 @@ def onnx_to_saved_model(onnx_path: Path, out_dir: Path, *, keep_nchw: bool = Tru
     model = onnx.load(str(onnx_path))
     keep, as_is = _input_layouts(model)
 
-    cm = progress.step("onnx2tf: ONNX -> SavedModel") if progress else contextlib.nullcontext()
+    cm = progress.step(_STAGE) if progress else contextlib.nullcontext()
     with cm, tempfile.TemporaryDirectory(prefix="edgeport-onnx2tf-") as scratch:
         scratch_p = Path(scratch)
         # onnx2tf rewrites its input file in place (onnxsim): give it a copy
@@ -101,15 +103,16 @@ def onnx_to_saved_model(onnx_path: Path, out_dir: Path, *, keep_nchw: bool = Tru
                     verbosity="error",
                 )
         except SystemExit as exc:
-            raise ConversionError("tensorflow", "onnx2tf", _last_line(log.getvalue()) or
+            raise ConversionError("tensorflow", _STAGE, _last_line(log.getvalue()) or
                                   f"onnx2tf exited with status {exc.code}") from None
         except Exception as exc:
-            raise ConversionError("tensorflow", "onnx2tf", f"{type(exc).__name__}: {exc}") from exc
+            raise ConversionError("tensorflow", _STAGE, f"{type(exc).__name__}: {exc}") from exc
         finally:
             os.chdir(old_cwd)
+            keep_in_log(log.getvalue())  # onnx2tf's own log, into the target's log file
         if not (sm_dir / "saved_model.pb").is_file():
             # onnx2tf logs SavedModel write errors and carries on; an empty folder is a failure
-            raise ConversionError("tensorflow", "onnx2tf",
+            raise ConversionError("tensorflow", _STAGE,
                                   _last_line(log.getvalue()) or "no saved_model.pb was written")
         # onnx2tf also writes its own .tflite files there; they are not part of a SavedModel
         for extra in sm_dir.glob("*.tflite"):

@@ -35,7 +35,7 @@ def _stand_in(name: str) -> types.ModuleType:
     def _missing(attr: str) -> Any:
         if attr.startswith("__"):
             raise AttributeError(attr)
-        raise ConversionError("tfjs", "tensorflowjs", f"{name}.{attr} is needed but {name} is not installed")
+        raise ConversionError("tfjs", "SavedModel→TF.js", f"{name}.{attr} is needed but {name} is not installed")
 
     mod.__getattr__ = _missing  # type: ignore[attr-defined]
     return mod
@@ -79,11 +79,11 @@ def convert_saved_model(saved_model: Path, out_dir: Path,
     except ConversionError:
         raise
     except Exception as exc:  # the converter raises ValueError/TypeError/TF errors alike
-        raise ConversionError("tfjs", "tensorflowjs convert_tf_saved_model",
+        raise ConversionError("tfjs", "SavedModel→TF.js",
                               f"{type(exc).__name__}: {exc}") from exc
     model_json = out_dir / "model.json"
     if not model_json.is_file():
-        raise ConversionError("tfjs", "tensorflowjs convert_tf_saved_model", "no model.json was written")
+        raise ConversionError("tfjs", "SavedModel→TF.js", "no model.json was written")
     return model_json
 
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ..data import Dataset
-from ..errors import ConversionError
+from ..errors import ConversionError, one_line
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def convert(sm_dir: Path, precision: str, specs: Sequence[IOSpec], calibration: 
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     elif precision == "int8":
         if calibration is None or len(calibration) == 0:
-            raise ConversionError("tflite", "int8 calibration",
+            raise ConversionError("tflite", "SavedModel→TFLite (int8 calibration)",
                                   "full-integer int8 needs calibration data (--data FILE.npz)")
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = _representative(calibration, specs, calibration_samples)
@@ -123,8 +123,8 @@ def convert(sm_dir: Path, precision: str, specs: Sequence[IOSpec], calibration: 
             return conv.convert()
         except Exception as exc:
             failure = exc
-    raise ConversionError("tflite", f"TFLiteConverter ({precision})",
-                          _first_error(failure) + (f" [{log.tail()}]" if log.text.strip() else "")) from failure
+    raise ConversionError("tflite", f"SavedModel→TFLite ({precision})",
+                          _converter_failure(failure, log.text)) from failure
 
 
 def _representative(data: Dataset, specs: Sequence[IOSpec], n: int) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
@@ -140,13 +140,20 @@ def _representative(data: Dataset, specs: Sequence[IOSpec], n: int) -> Callable[
     return gen
 
 
-def _first_error(exc: Exception) -> str:
-    """TF's converter errors are pages long; keep the line that names the problem."""
-    text = str(exc) or type(exc).__name__
-    for line in text.splitlines():
-        if "error:" in line:
-            return line.split("error:", 1)[1].strip()[:300]
-    return text.strip().splitlines()[0][:300]
+def _converter_failure(exc: Exception, native: str) -> str:
+    """TF's converter errors are pages of MLIR locations (and the reason may be only in what its
+    C++ printed): a first line naming the problem, then all of it for the log and the hints."""
+    text = f"{exc}\n{native}"
+    select = re.search(r"TF Select ops: ([\w, ]+)", text)
+    reasons = [ln.split("error:", 1)[1].strip() for ln in text.splitlines() if "error:" in ln]
+    reasons = [r for r in reasons if r and not r.startswith("failed while converting")]
+    if select:
+        first = f"ops with no TFLite builtin kernel (TensorFlow Select ops only): {select.group(1).strip()}"
+    elif reasons:
+        first = reasons[0]
+    else:
+        first = f"{type(exc).__name__}: {one_line(exc)}"
+    return f"{first[:300]}\n\n{type(exc).__name__}: {exc}\n\n{native[-4000:]}"
 
 
 # --- int8 accuracy guard: keep the first layers float when full-integer int8 drifts -------------

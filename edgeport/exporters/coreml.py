@@ -39,7 +39,7 @@ class CoreMLExporter(Exporter):
         threshold = opts.weight_threshold
         src = job.source
         fp16 = precision is not Precision.FP32
-        with job.progress.step(f"coremltools convert ({'FLOAT16' if fp16 else 'FLOAT32'}, {target})"):
+        with job.progress.step(f"torch→CoreML ({'FLOAT16' if fp16 else 'FLOAT32'}, {target})"):
             mlmodel, captured = convert_module(job.module, src.example_inputs, src.input_names,
                                                src.output_names, fp16, target)
         facts: dict[str, Any] = {
@@ -53,7 +53,7 @@ class CoreMLExporter(Exporter):
         if any(x.dtype.kind in "iu" and x.dtype.itemsize == 8 for x in src.example_inputs):
             facts["int64_inputs"] = "declared int32 (CoreML has no int64 tensors); feeds are cast"
         if precision.is_integer or job.zeros > 0:
-            with job.progress.step(f"coremltools.optimize ({precision}, zeros {job.zeros:.0%})"):
+            with job.progress.step(f"CoreML weight compression ({precision}, zeros {job.zeros:.0%})"):
                 mlmodel, comp_facts = compress(mlmodel, precision, job.zeros, target, threshold)
             facts.update(comp_facts)
         if precision is Precision.INT8:
@@ -74,7 +74,7 @@ class CoreMLExporter(Exporter):
         try:
             mlmodel.save(str(path))
         except Exception as exc:
-            raise ConversionError("coreml", "save", f"{type(exc).__name__}: {exc}") from exc
+            raise ConversionError("coreml", "CoreML save (.mlpackage)", f"{type(exc).__name__}: {exc}") from exc
         for name in _DEBUG_FILES:
             (path / name).unlink(missing_ok=True)
         return Artifact(format="coreml", root=out_dir, entry=ENTRY, precision=precision,

@@ -41,7 +41,7 @@ def _to_fp16(src: Path, dest: Path, job: ExportJob) -> dict[str, Any]:
     try:
         model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
     except Exception as exc:
-        raise ConversionError("onnx", "fp16 conversion", str(exc)) from exc
+        raise ConversionError("onnx", "ONNX fp16 conversion", str(exc)) from exc
     onnx.save(model, str(dest))
     return {"weights": "fp16", "activations": "fp16", "io": "float32 (cast at the edges)",
             "compute": "fp16 where onnxruntime has fp16 kernels, else upcast"}
@@ -113,7 +113,7 @@ def _preprocess(src: Path, job: ExportJob) -> Path:
     try:
         quant_pre_process(str(src), str(out), skip_symbolic_shape=True)
     except Exception as exc:
-        raise ConversionError("onnx", "quant_pre_process", str(exc)) from exc
+        raise ConversionError("onnx", "ONNX int8 (quant_pre_process)", str(exc)) from exc
     return out
 
 
@@ -175,7 +175,7 @@ def _quantize_static(src: Path, dest: Path, feeds: list[dict[str, np.ndarray]], 
                         weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
                         extra_options={"ActivationSymmetric": False})
     except Exception as exc:
-        raise ConversionError("onnx", "quantize_static", str(exc)) from exc
+        raise ConversionError("onnx", "ONNX int8 (quantize_static)", str(exc)) from exc
 
 
 def _weighted_nodes(path: Path) -> list[str]:
@@ -207,7 +207,7 @@ def _to_int8_dynamic(src: Path, dest: Path, job: ExportJob) -> dict[str, Any]:
     try:
         quantize_dynamic(str(pre), str(dest), weight_type=QuantType.QInt8, per_channel=per_channel)
     except Exception as exc:
-        raise ConversionError("onnx", "quantize_dynamic", str(exc)) from exc
+        raise ConversionError("onnx", "ONNX int8-dynamic (quantize_dynamic)", str(exc)) from exc
     return {"weights": "int8 " + ("per-channel" if per_channel else "per-tensor"),
             "activations": "fp32, quantized to uint8 at run time for MatMul/Conv",
             "compute": "int8 (dynamic)"}

@@ -40,7 +40,7 @@ class TFJSExporter(Exporter):
         saved_model = onnx_to_saved_model(onnx_path, workdir / "tfjs_saved_model", keep_nchw=True,
                                           progress=job.progress)
         tfjs_dir = Path(out_dir) / Path(ENTRY).parent
-        with job.progress.step(f"tensorflowjs: SavedModel -> graph model ({precision})"):
+        with job.progress.step(f"SavedModel→TF.js ({precision})"):
             # a float32 pass first: its manifest names the weights and their sizes (which the
             # int8 map needs: it keeps small tensors in float16), and its bytes are the fp32
             # denominator of the size ratio, so no second fp32 export is needed for it

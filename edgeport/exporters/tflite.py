@@ -54,7 +54,7 @@ class TFLiteExporter(Exporter):
             specs = wrap_saved_model(sm_dir, work / "saved_model_named",
                                      [(s.name, s.shape, s.dtype) for s in src.input_specs], src.output_names)
         float_fallback = False
-        with job.progress.step(f"tflite: TFLiteConverter ({precision})"):
+        with job.progress.step(f"SavedModel→TFLite ({precision})"):
             try:
                 flat = convert(work / "saved_model_named", precision, specs, job.calibration, n_calib, int8_io)
             except ConversionError as exc:
@@ -69,7 +69,7 @@ class TFLiteExporter(Exporter):
         if precision is not Precision.FP32:
             # the size ratio's denominator (TFLite stores pruned zeros densely, so the pruned and the
             # dense model weigh the same) and the int8 guard's reference, converted once
-            with job.progress.step("tflite: TFLiteConverter (fp32 reference)"):
+            with job.progress.step("SavedModel→TFLite (fp32 reference)"):
                 fp32_flat = convert(work / "saved_model_named", "fp32", specs, None, 0, "float")
         guard = None
         if precision is Precision.INT8 and not float_fallback and job.options.int8_guard:
@@ -82,7 +82,7 @@ class TFLiteExporter(Exporter):
             flat = guard.flat
         path = out_dir / ENTRY
         path.write_bytes(flat)
-        with job.progress.step("tflite: load + run the example input in LiteRT"):
+        with job.progress.step("load in LiteRT (the example input)"):
             io_types = check_runs(path, src.example_feed(), src.output_names)
         facts = describe(precision, io_types, specs, float_fallback, int8_io, guard)
         facts["conversion_s"] = round(time.perf_counter() - t0, 2)
@@ -101,13 +101,13 @@ def check_runs(path: Path, feed: dict[str, np.ndarray], output_names: tuple[str,
         session = LiteRTSession(path, threads=1, reference=False)
         outs = session.run(feed)
     except EdgeportError as exc:
-        raise ConversionError("tflite", "load check", f"the converted file does not run in LiteRT: {exc}") from exc
+        raise ConversionError("tflite", "load in LiteRT", f"the converted file does not run in LiteRT: {exc}") from exc
     missing = [n for n in output_names if n not in outs]
     if missing:
-        raise ConversionError("tflite", "load check", f"outputs {missing} missing from the signature ({list(outs)})")
+        raise ConversionError("tflite", "load in LiteRT", f"outputs {missing} missing from the signature ({list(outs)})")
     bad = [n for n, v in outs.items() if np.issubdtype(v.dtype, np.floating) and not np.all(np.isfinite(v))]
     if bad:
-        raise ConversionError("tflite", "load check", f"outputs {bad} are not finite on the example input")
+        raise ConversionError("tflite", "load in LiteRT", f"outputs {bad} are not finite on the example input")
     return session.io_dtypes()
 
 

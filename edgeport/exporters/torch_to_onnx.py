@@ -35,7 +35,7 @@ def source_onnx(job: "ExportJob", opset: int | None = None) -> Path:
     path = Path(job.shared_dir or job.workdir) / f"source-{id(job.module):x}-opset{opset}.onnx"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        with job.progress.step(f"torch -> onnx (dynamo exporter, opset {opset})"):
+        with job.progress.step(f"torch→ONNX (dynamo exporter, opset {opset})"):
             torch_to_onnx(job.module, job.source.example_inputs, job.source.input_names,
                           job.source.output_names, path, opset=opset)
     return path
@@ -75,7 +75,9 @@ def torch_to_onnx(module: Any, example_inputs: Sequence[np.ndarray], input_names
             torch.onnx.export(module, args, str(path), input_names=list(input_names),
                               opset_version=opset, dynamo=True, external_data=False, verbose=False)
     except Exception as exc:
-        raise ConversionError("onnx", "torch.onnx.export", f"{type(exc).__name__}: {exc}") from exc
+        from .failures import torch_onnx_failure
+
+        raise ConversionError("onnx", "torch→ONNX", torch_onnx_failure(exc)) from exc
     _tidy(path, list(output_names))
     return path
 

@@ -467,7 +467,9 @@ _state = threading.local()
 _pending: list[int] = []
 
 
-def _stage_name(final: Path, kind: str) -> Path:
+def staging_name(final: Path, kind: str) -> Path:
+    """A hidden name beside ``final`` for work in progress (``kind`` partial | old) that
+    :func:`sweep_stale` removes once the process that made it is dead."""
     token = f"{_HOST}-{time.monotonic_ns()}-{secrets.token_hex(4)}"
     return final.parent / f".{final.name}.{kind}-{os.getpid()}-{token}"
 
@@ -482,7 +484,7 @@ def staging(final: Path) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale(final.parent, final.name)
-    stage = _stage_name(final, "partial")
+    stage = staging_name(final, "partial")
     stage.mkdir()
     retired: Path | None = None
     try:
@@ -506,7 +508,7 @@ def _install(stage: Path, final: Path) -> Path | None:
         return None
     if _exchange(stage, final):
         return stage
-    old = _stage_name(final, "old")  # no atomic exchange here: a window, closed by sweep_stale
+    old = staging_name(final, "old")  # no atomic exchange here: a window, closed by sweep_stale
     os.rename(final, old)
     os.rename(stage, final)
     return old
