@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from cli_helpers import run_cli
+from cli_helpers import ROOT, run_cli
 from edgeport.errors import ConversionError
 from edgeport.exporters.failures import find_hint, find_op
 from edgeport.exporters.hints import KNOWN_FAILURES
@@ -58,6 +58,21 @@ def test_a_converter_crash_names_the_step_and_the_frame_it_crashed_in(tmp_path):
     text = log.read_text()
     assert "Fatal Python error: Segmentation fault" in text and "ONNX→SavedModel (onnx2tf): " in text
     assert not (out / "tiny_gru-android-tflite").exists()
+
+
+def test_a_hang_names_the_step_it_outlived(tmp_path):
+    """A converter past the profile's timeout_s is killed; the step it was in is the stage."""
+    text = (ROOT / "edgeport" / "targets" / "profiles" / "ios-coreml.toml").read_text()
+    profile = tmp_path / "ios-coreml-hasty.toml"
+    profile.write_text(text.replace('name = "ios-coreml"', 'name = "ios-coreml-hasty"')
+                       .replace("[options]\n", "[options]\ntimeout_s = 1\n"))
+    out = tmp_path / "out"
+    proc = run_cli("export", f"{MODELS}:tiny_mlp", "--target", str(profile), "-o", str(out), "-q")
+    assert _error_line(proc) == (
+        "edgeport: error: ios-coreml-hasty: torch→CoreML (FLOAT16, iOS16) failed: the converter did not finish "
+        "within 1 s (profile option timeout_s) — hint: coremltools can stall on some graphs (seen here: Conv1d + "
+        "PReLU at fp16): try --precision fp32, LeakyReLU instead of PReLU, or a longer timeout_s in a copy of "
+        f"the profile — full log: {out / 'tiny_mlp-ios-coreml-hasty.log'}")
 
 
 # --- the table, on messages the pinned converters really print ----------------------------------
