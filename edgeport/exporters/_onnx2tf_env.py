@@ -28,10 +28,11 @@ if TYPE_CHECKING:  # pragma: no cover
 _SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 _STAGE = "ONNX→SavedModel (onnx2tf)"
 
-# Converting the same ONNX twice in one process (e.g. TFLite fp32 then int8, or TFLite and TF.js
-# for `--target all`) reuses the first SavedModel: onnx2tf costs 13-21 s per model.
-_CACHE: dict[str, Path] = {}
-_CACHE_ROOT: tempfile.TemporaryDirectory[str] | None = None
+# Converting the same ONNX twice (TFLite fp32 then int8, TFLite and TF.js for `--target all`, the
+# candidates of a sweep) reuses the first SavedModel, kept in the call's cache folder under the
+# ONNX file's digest: onnx2tf costs 5-20 s per model. Exporters run in forked children, so the
+# cache lives on disk, never in a process's memory.
+_CACHE_PREFIX = "savedmodel-"
 
 
 def prepare_tensorflow_env() -> None:
@@ -55,7 +56,7 @@ def prepare_tensorflow_env() -> None:
 
 
 def onnx_to_saved_model(onnx_path: Path, out_dir: Path, *, keep_nchw: bool = True,
-                        progress: "Progress | None" = None) -> Path:
+                        progress: "Progress | None" = None, cache_dir: Path | None = None) -> Path:
     """Convert ``onnx_path`` to a TF SavedModel written at ``out_dir`` (created); return ``out_dir``.
 
     ``keep_nchw`` keeps 3-5-D inputs in the ONNX (channels-first) layout so the artifact takes
@@ -65,8 +66,7 @@ def onnx_to_saved_model(onnx_path: Path, out_dir: Path, *, keep_nchw: bool = Tru
     """
     prepare_tensorflow_env()
     onnx_path, out_dir = Path(onnx_path), Path(out_dir)
-    key = _cache_key(onnx_path, keep_nchw)
-    cached = _CACHE.get(key)
+    cached = Path(cache_dir) / (_CACHE_PREFIX + _cache_key(onnx_path, keep_nchw)) if cache_dir else None
     if cached is not None and (cached / "saved_model.pb").is_file():
         _replace_dir(cached, out_dir)
         return out_dir
@@ -117,10 +117,9 @@ def onnx_to_saved_model(onnx_path: Path, out_dir: Path, *, keep_nchw: bool = Tru
         # onnx2tf also writes its own .tflite files there; they are not part of a SavedModel
         for extra in sm_dir.glob("*.tflite"):
             extra.unlink()
-        cache_dir = _cache_root() / key
-        _replace_dir(sm_dir, cache_dir)
-        _CACHE[key] = cache_dir
-        _replace_dir(cache_dir, out_dir)
+        _replace_dir(sm_dir, out_dir)
+        if cached is not None:
+            _publish(sm_dir, cached)
     return out_dir
 
 
@@ -168,11 +167,18 @@ def _cache_key(onnx_path: Path, keep_nchw: bool) -> str:
     return h.hexdigest()[:32]
 
 
-def _cache_root() -> Path:
-    global _CACHE_ROOT
-    if _CACHE_ROOT is None:
-        _CACHE_ROOT = tempfile.TemporaryDirectory(prefix="edgeport-savedmodels-")
-    return Path(_CACHE_ROOT.name)
+def _publish(src: Path, cached: Path) -> None:
+    """Copy ``src`` into the cache as ``cached``, atomically: a copy is made beside it and renamed,
+    so a reader (another target, another process sharing the folder) sees all of it or nothing."""
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=cached.parent))
+    try:
+        shutil.copytree(src, partial / "sm")
+        os.rename(partial / "sm", cached)
+    except OSError:
+        pass  # another export published the same digest first; its copy is as good
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _replace_dir(src: Path, dst: Path) -> None:

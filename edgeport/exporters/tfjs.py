@@ -35,10 +35,10 @@ class TFJSExporter(Exporter):
 
         precision = job.precision
         src = job.source
-        onnx_path = source_onnx_for_tensorflow(job)
+        onnx_path, prepared = source_onnx_for_tensorflow(job, builtin_gelu=False)
         workdir = Path(job.workdir)
         saved_model = onnx_to_saved_model(onnx_path, workdir / "tfjs_saved_model", keep_nchw=True,
-                                          progress=job.progress)
+                                          progress=job.progress, cache_dir=job.shared_dir)
         tfjs_dir = Path(out_dir) / Path(ENTRY).parent
         with job.progress.step(f"SavedModel→TF.js ({precision})"):
             # a float32 pass first: its manifest names the weights and their sizes (which the
@@ -57,6 +57,8 @@ class TFJSExporter(Exporter):
         doc = json.loads((Path(out_dir) / ENTRY).read_text())
         src_dtypes = {s.name: s.dtype for s in src.input_specs}
         facts = _facts(doc, precision, src_dtypes, conv.tensorflowjs_version())
+        if prepared:
+            facts["recurrent"] = prepared
         return Artifact(format="tfjs", root=Path(out_dir), entry=ENTRY, precision=precision,
                         input_names=tuple(src.input_names), output_names=tuple(src.output_names),
                         facts=facts, fp32_bytes=fp32_bytes)

@@ -46,8 +46,9 @@ class TFLiteExporter(Exporter):
         work.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
 
-        onnx_path = source_onnx_for_tensorflow(job)
-        sm_dir = onnx_to_saved_model(onnx_path, work / "saved_model", keep_nchw=True, progress=job.progress)
+        onnx_path, prepared = source_onnx_for_tensorflow(job)
+        sm_dir = onnx_to_saved_model(onnx_path, work / "saved_model", keep_nchw=True, progress=job.progress,
+                                     cache_dir=job.shared_dir)
         from ._tflite_convert import convert, wrap_saved_model
 
         with job.progress.step("tflite: naming the signature"):
@@ -86,6 +87,8 @@ class TFLiteExporter(Exporter):
             io_types = check_runs(path, src.example_feed(), src.output_names)
         facts = describe(precision, io_types, specs, float_fallback, int8_io, guard)
         facts["conversion_s"] = round(time.perf_counter() - t0, 2)
+        if prepared:
+            facts["recurrent"] = prepared
         return Artifact(format="tflite", root=out_dir, entry=ENTRY, precision=precision,
                         input_names=tuple(src.input_names), output_names=tuple(src.output_names),
                         facts=facts, fp32_bytes=len(fp32_flat) if fp32_flat is not None else None)

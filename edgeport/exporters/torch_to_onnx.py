@@ -1,6 +1,8 @@
 """torch module -> fp32 ONNX file: the first step of the ONNX, TFLite (onnx2tf) and TF.js paths."""
 from __future__ import annotations
 
+import hashlib
+import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -24,34 +26,70 @@ def source_onnx(job: "ExportJob", opset: int | None = None) -> Path:
     (possibly compressed) module exported once into the job's scratch folder.
 
     Shared by the ONNX, TFLite (onnx2tf) and TF.js paths; the file is kept per module and opset in
-    the call's shared scratch folder, so ``--target all`` and the fp32 size reference export once,
-    and a compressed module and the dense source never share a file.
+    the call's shared scratch folder under the module's digest (its class, weights and the
+    example input shapes), so ``--target all``, the fp32 size reference and repeated calls with one
+    cache folder export once, and a compressed module and the dense source never share a file.
     """
     if job.module is None:
         if job.source.onnx_path is None:
             raise ConfigError("nothing to export: the source has neither a module nor an ONNX file")
         return Path(job.source.onnx_path)
     opset = int(opset or getattr(job.options, "opset", 18))
-    path = Path(job.shared_dir or job.workdir) / f"source-{id(job.module):x}-opset{opset}.onnx"
+    key = module_digest(job.module, job.source.input_specs, job.source.output_names)
+    path = Path(job.shared_dir or job.workdir) / f"source-{key}-opset{opset}.onnx"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
         with job.progress.step(f"torch→ONNX (dynamo exporter, opset {opset})"):
             torch_to_onnx(job.module, job.source.example_inputs, job.source.input_names,
-                          job.source.output_names, path, opset=opset)
+                          job.source.output_names, partial, opset=opset)
+        os.replace(partial, path)
     return path
 
 
-def source_onnx_for_tensorflow(job: "ExportJob") -> Path:
-    """:func:`source_onnx`, re-exported at :data:`GELU_OPSET` when the graph holds exact GELU."""
+def module_digest(module: Any, specs: Sequence[Any], output_names: Sequence[str]) -> str:
+    """What makes two exports of a module the same file: its class, every parameter and buffer
+    (names, dtypes, shapes, bytes) and the exported input specs and output names."""
+    import torch
+
+    h = hashlib.sha256(f"{type(module).__module__}.{type(module).__qualname__}".encode())
+    h.update(repr([(s.name, tuple(s.shape), s.dtype) for s in specs]).encode())
+    h.update(repr(list(output_names)).encode())
+    state = module.state_dict() if hasattr(module, "state_dict") else {}
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            h.update(f"{name}={value!r}".encode())
+            continue
+        t = value.detach().cpu()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        try:
+            h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        except (RuntimeError, TypeError):  # quantized or exotic storage: its values' text
+            h.update(repr(t.tolist()).encode())
+    return h.hexdigest()[:24]
+
+
+def source_onnx_for_tensorflow(job: "ExportJob", builtin_gelu: bool = True) -> tuple[Path, list[str]]:
+    """The ONNX file the TensorFlow paths (onnx2tf) start from, and notes on how it was prepared.
+
+    - Re-exported at :data:`GELU_OPSET` when the graph holds exact GELU and the format has a
+      builtin GELU kernel (TFLite). TF.js has none: onnx2tf writes a ``Gelu`` node as TensorFlow's
+      exact gelu, whose ``Erfc`` the TF.js converter lacks, while the opset-18 Erf chain maps to
+      TF.js's own ``Erf``; ``builtin_gelu=False`` keeps that.
+    - Recurrent nodes (LSTM/GRU/RNN) unrolled into their per-step arithmetic
+      (:mod:`.onnx_rnn_unroll`): onnx2tf's recurrent layers refuse some state inputs and their
+      ``WHILE`` loops crash TensorFlow's int8 calibrator.
+    """
+    from .onnx_rnn_unroll import unrolled_file
+
     path = source_onnx(job)
-    if job.module is None:
-        return path
-    import onnx
+    if job.module is not None and builtin_gelu:
+        import onnx
 
-    graph = onnx.load(str(path), load_external_data=False).graph
-    if any(n.op_type == "Erf" for n in graph.node):
-        return source_onnx(job, GELU_OPSET)
-    return path
+        graph = onnx.load(str(path), load_external_data=False).graph
+        if any(n.op_type == "Erf" for n in graph.node):
+            path = source_onnx(job, GELU_OPSET)
+    return unrolled_file(path, Path(job.shared_dir or job.workdir))
 
 
 def torch_to_onnx(module: Any, example_inputs: Sequence[np.ndarray], input_names: Sequence[str],
