@@ -39,12 +39,32 @@ def _to_fp16(src: Path, dest: Path, job: ExportJob) -> dict[str, Any]:
     from onnxconverter_common import float16
 
     try:
-        model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+        model = float16.convert_float_to_float16(_outputs_not_consumed(onnx.load(str(src))), keep_io_types=True)
     except Exception as exc:
         raise ConversionError("onnx", "ONNX fp16 conversion", str(exc)) from exc
     onnx.save(model, str(dest))
     return {"weights": "fp16", "activations": "fp16", "io": "float32 (cast at the edges)",
             "compute": "fp16 where onnxruntime has fp16 kernels, else upcast"}
+
+
+def _outputs_not_consumed(model: Any) -> Any:
+    """Every graph output that other nodes also read (logits feeding a softmax output) becomes an
+    ``Identity`` of an internal value. The fp16 converter casts a graph output back to float32
+    for ``keep_io_types`` and its readers would then get float32 where it typed them float16
+    (onnxruntime refuses that model)."""
+    import onnx
+
+    graph = model.graph
+    read = {v for n in graph.node for v in n.input}
+    for out in graph.output:
+        if out.name not in read:
+            continue
+        inner = f"{out.name}__value"
+        for node in graph.node:
+            node.input[:] = [inner if v == out.name else v for v in node.input]
+            node.output[:] = [inner if v == out.name else v for v in node.output]
+        graph.node.append(onnx.helper.make_node("Identity", [inner], [out.name], name=f"{out.name}__output"))
+    return model
 
 
 def _to_bf16_storage(src: Path, dest: Path, job: ExportJob) -> dict[str, Any]:
