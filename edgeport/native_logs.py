@@ -19,10 +19,9 @@ _log_path: str | None = None
 
 
 class Captured:
-    text: str = ""
+    """What a native call wrote to fd 2 (filled in when the block ends)."""
 
-    def tail(self, lines: int = 3) -> str:
-        return " | ".join(ln.strip() for ln in self.text.strip().splitlines()[-lines:])
+    text: str = ""
 
 
 def keep_in_log(text: str) -> None:
