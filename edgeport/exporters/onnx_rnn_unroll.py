@@ -19,10 +19,11 @@ named in the returned notes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .onnx_graph import attrs, constants, drop_unused_initializers, static_shapes
 
 RECURRENT_OPS = frozenset({"LSTM", "GRU", "RNN"})
 #: gates per op, in the ONNX weight order (LSTM: i o f c; GRU: z r h; RNN: one)
@@ -45,6 +46,12 @@ def recurrent_nodes(model: Any) -> list[Any]:
     return [n for n in model.graph.node if n.op_type in RECURRENT_OPS]
 
 
+def unroll(model: Any) -> tuple[Any, list[str]]:
+    """The rewrite as :func:`.onnx_graph.rewritten_file` takes it: (model, notes)."""
+    result = unroll_recurrent(model)
+    return result.model, [f"unrolled {r}" for r in result.rewritten] + [f"kept {k}" for k in result.kept]
+
+
 def unroll_recurrent(model: Any) -> Unrolled:
     """A copy of ``model`` with every rewritable recurrent node unrolled."""
     import onnx
@@ -52,8 +59,8 @@ def unroll_recurrent(model: Any) -> Unrolled:
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
-    consts = _constants(graph)
-    shapes = _static_shapes(out)
+    consts = constants(graph)
+    shapes = static_shapes(out)
     result = Unrolled(out)
     new_nodes: list[Any] = []
     for idx, node in enumerate(graph.node):
@@ -73,51 +80,17 @@ def unroll_recurrent(model: Any) -> Unrolled:
     if result.rewritten:
         del graph.node[:]
         graph.node.extend(new_nodes)
-        _drop_unused_initializers(graph)
+        drop_unused_initializers(graph)
     return result
 
 
-def _drop_unused_initializers(graph: Any) -> None:
-    """The fused weights now live pre-transposed in new initializers: drop the old copies (they
-    would double the file)."""
-    used = {v for n in graph.node for v in n.input} | {o.name for o in graph.output}
-    for g in _subgraphs(graph):
-        used |= {v for n in g.node for v in n.input}
-    keep = [i for i in graph.initializer if i.name in used]
-    if len(keep) != len(graph.initializer):
-        del graph.initializer[:]
-        graph.initializer.extend(keep)
-
-
-def _subgraphs(graph: Any) -> list[Any]:
-    out = []
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("g"):
-                out.extend([attr.g, *_subgraphs(attr.g)])
-            for g in attr.graphs:
-                out.extend([g, *_subgraphs(g)])
-    return out
-
-
 # -- what can be rewritten ------------------------------------------------------------------------
-def _attrs(node: Any) -> dict[str, Any]:
-    import onnx
-
-    out = {}
-    for a in node.attribute:
-        v = onnx.helper.get_attribute_value(a)
-        out[a.name] = [x.decode() if isinstance(x, bytes) else x for x in v] if isinstance(v, list) else (
-            v.decode() if isinstance(v, bytes) else v)
-    return out
-
-
 def _input(node: Any, i: int) -> str:
     return node.input[i] if len(node.input) > i else ""
 
 
 def _why_not(node: Any, consts: dict[str, np.ndarray], shapes: dict[str, tuple]) -> str:
-    a = _attrs(node)
+    a = attrs(node)
     op = node.op_type
     if any(_input(node, i) not in consts for i in (1, 2)) or (_input(node, 3) and _input(node, 3) not in consts):
         return "weights are not constants"
@@ -144,31 +117,6 @@ def _why_not(node: Any, consts: dict[str, np.ndarray], shapes: dict[str, tuple])
     if lens and not (lens in consts and np.all(consts[lens] == steps)):
         return "sequence_lens varies"
     return ""
-
-
-def _constants(graph: Any) -> dict[str, np.ndarray]:
-    from onnx import numpy_helper
-
-    out = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    for n in graph.node:
-        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
-            out[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
-    return out
-
-
-def _static_shapes(model: Any) -> dict[str, tuple]:
-    import onnx
-
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # noqa: BLE001  (shape inference is best effort: no shapes, no rewrite)
-        return {}
-    g = inferred.graph
-    out = {}
-    for vi in [*g.input, *g.value_info, *g.output]:
-        dims = vi.type.tensor_type.shape.dim
-        out[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
-    return out
 
 
 # -- the rewrite ----------------------------------------------------------------------------------
@@ -205,7 +153,7 @@ class _Builder:
 
 
 def _emit(node: Any, consts: dict[str, np.ndarray], shapes: dict[str, tuple], b: _Builder) -> None:
-    a = _attrs(node)
+    a = attrs(node)
     op, hidden, layout = node.op_type, int(a["hidden_size"]), int(a.get("layout", 0))
     direction = a.get("direction", "forward")
     dirs = [0, 1] if direction == "bidirectional" else [1 if direction == "reverse" else 0]
@@ -307,32 +255,3 @@ def _outputs(node: Any, b: _Builder, ys: list[str], hs: list[str], cs: list[str 
             b.op("Transpose", [stacked], out=[out], perm=[1, 0, 2])
         else:
             b.op("Identity", [stacked], out=[out])
-
-
-def unrolled_file(src: Path, folder: Path) -> tuple[Path, list[str]]:
-    """``src`` with its recurrent nodes unrolled, written once per content digest in ``folder``;
-    ``src`` itself (and no notes) when it has none. The notes name what was unrolled or kept."""
-    import hashlib
-    import os
-
-    import onnx
-
-    src, folder = Path(src), Path(folder)
-    model = onnx.load(str(src))
-    if not recurrent_nodes(model):
-        return src, []
-    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:24]
-    dest = folder / f"unrolled-{digest}.onnx"
-    notes_path = dest.with_suffix(".txt")
-    if dest.is_file() and notes_path.is_file():
-        return dest, notes_path.read_text().splitlines()
-    result = unroll_recurrent(model)
-    notes = [f"unrolled {r}" for r in result.rewritten] + [f"kept {k}" for k in result.kept]
-    if not result.rewritten:
-        return src, notes
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / f".{dest.name}.{os.getpid()}.partial"
-    onnx.save(result.model, str(partial))
-    notes_path.write_text("\n".join(notes))
-    os.replace(partial, dest)
-    return dest, notes

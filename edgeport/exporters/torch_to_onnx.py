@@ -13,6 +13,7 @@ from ..errors import ConfigError, ConversionError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .base import ExportJob
+    from .onnx_graph import Rewrite
 
 
 #: the opset the TensorFlow paths (TFLite, TF.js) re-export at when the graph holds ``Erf``: at 18
@@ -69,18 +70,21 @@ def module_digest(module: Any, specs: Sequence[Any], output_names: Sequence[str]
     return h.hexdigest()[:24]
 
 
-def source_onnx_for_tensorflow(job: "ExportJob", builtin_gelu: bool = True) -> tuple[Path, list[str]]:
+def source_onnx_for_tensorflow(job: "ExportJob", builtin_gelu: bool = True,
+                               extra_rewrites: Sequence["Rewrite"] = ()) -> tuple[Path, list[str]]:
     """The ONNX file the TensorFlow paths (onnx2tf) start from, and notes on how it was prepared.
 
     - Re-exported at :data:`GELU_OPSET` when the graph holds exact GELU and the format has a
       builtin GELU kernel (TFLite). TF.js has none: onnx2tf writes a ``Gelu`` node as TensorFlow's
       exact gelu, whose ``Erfc`` the TF.js converter lacks, while the opset-18 Erf chain maps to
       TF.js's own ``Erf``; ``builtin_gelu=False`` keeps that.
-    - Recurrent nodes (LSTM/GRU/RNN) unrolled into their per-step arithmetic
-      (:mod:`.onnx_rnn_unroll`): onnx2tf's recurrent layers refuse some state inputs and their
-      ``WHILE`` loops crash TensorFlow's int8 calibrator.
+    - Graph rewrites onnx2tf needs, each exact (see their modules): recurrent nodes unrolled
+      (:mod:`.onnx_rnn_unroll`), resizes it gets wrong lowered to gathers
+      (:mod:`.onnx_resize_lower`), then the format's ``extra_rewrites``.
     """
-    from .onnx_rnn_unroll import unrolled_file
+    from .onnx_graph import rewritten_file
+    from .onnx_resize_lower import lower_resize
+    from .onnx_rnn_unroll import unroll
 
     path = source_onnx(job)
     if job.module is not None and builtin_gelu:
@@ -89,7 +93,7 @@ def source_onnx_for_tensorflow(job: "ExportJob", builtin_gelu: bool = True) -> t
         graph = onnx.load(str(path), load_external_data=False).graph
         if any(n.op_type == "Erf" for n in graph.node):
             path = source_onnx(job, GELU_OPSET)
-    return unrolled_file(path, Path(job.shared_dir or job.workdir))
+    return rewritten_file(path, Path(job.shared_dir or job.workdir), [unroll, lower_resize, *extra_rewrites])
 
 
 def torch_to_onnx(module: Any, example_inputs: Sequence[np.ndarray], input_names: Sequence[str],

@@ -14,7 +14,8 @@ import torch
 import torch.nn as nn
 from onnx import TensorProto, helper, numpy_helper
 
-from edgeport.exporters.onnx_rnn_unroll import RECURRENT_OPS, unroll_recurrent, unrolled_file
+from edgeport.exporters.onnx_graph import rewritten_file
+from edgeport.exporters.onnx_rnn_unroll import RECURRENT_OPS, unroll, unroll_recurrent
 from edgeport.exporters.torch_to_onnx import torch_to_onnx
 
 
@@ -126,17 +127,17 @@ def test_a_dynamic_sequence_length_is_kept():
     assert not result.rewritten and "not static" in result.kept[0]
 
 
-def test_unrolled_file_is_written_once_per_content(tmp_path):
+def test_the_rewritten_file_is_written_once_per_content(tmp_path):
     model, feed = _single("LSTM", {"direction": "bidirectional"})
     src = tmp_path / "lstm.onnx"
     onnx.save(model, str(src))
-    first, notes = unrolled_file(src, tmp_path / "cache")
+    first, notes = rewritten_file(src, tmp_path / "cache", [unroll])
     stamp = first.stat().st_mtime_ns
-    again, notes2 = unrolled_file(src, tmp_path / "cache")
+    again, notes2 = rewritten_file(src, tmp_path / "cache", [unroll])
     assert again == first and again.stat().st_mtime_ns == stamp and notes == notes2 == ["unrolled LSTM 0"]
     plain = tmp_path / "plain.onnx"
     graph = helper.make_graph([helper.make_node("Relu", ["X"], ["Y"])], "g",
                               [helper.make_tensor_value_info("X", TensorProto.FLOAT, [2])],
                               [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [2])])
     onnx.save(helper.make_model(graph, ir_version=9), str(plain))
-    assert unrolled_file(plain, tmp_path / "cache") == (plain, [])
+    assert rewritten_file(plain, tmp_path / "cache", [unroll]) == (plain, [])
