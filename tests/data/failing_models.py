@@ -20,7 +20,8 @@ class ComplexRotation(nn.Module):
 
 
 class TinyGRU(nn.Module):
-    """One GRU layer: TensorFlow's int8 calibrator crashes (SIGSEGV) on the While loop it becomes."""
+    """One GRU layer. Kept as a While loop (a sequence longer than edgeport unrolls), TensorFlow's
+    int8 calibrator crashes (SIGSEGV) on it."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -41,10 +42,6 @@ def complex_rotation():
     return ComplexRotation().eval(), _inputs(1, 8)
 
 
-def tiny_gru():
-    return TinyGRU().eval(), _inputs(1, 6, 4)
-
-
 def tiny_mlp():
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)).eval(), _inputs(1, 8)
@@ -56,3 +53,8 @@ def tiny_cnn():
                         nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                         nn.Linear(8, 4))
     return net.eval(), _inputs(1, 1, 8, 8)
+
+
+def long_gru():
+    """Longer than edgeport unrolls (onnx_rnn_unroll.MAX_STEPS): the GRU stays a While loop."""
+    return TinyGRU().eval(), _inputs(1, 520, 4)
