@@ -1,5 +1,5 @@
 """Small helpers over ONNX graphs shared by the graph rewrites (:mod:`.onnx_rnn_unroll`,
-:mod:`.onnx_resize_lower`, :mod:`.onnx_tfjs_lower`), and the cached file of a rewritten graph."""
+:mod:`.onnx_resize_opset`, :mod:`.onnx_tfjs_lower`), and the cached file of a rewritten graph."""
 from __future__ import annotations
 
 import hashlib
@@ -75,6 +75,8 @@ def static_shapes(model: Any) -> dict[str, tuple]:
     for vi in [*g.input, *g.value_info, *g.output]:
         dims = vi.type.tensor_type.shape.dim
         out[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+    for init in g.initializer:
+        out.setdefault(init.name, tuple(int(d) for d in init.dims))
     return out
 
 

@@ -31,11 +31,13 @@ class TFJSExporter(Exporter):
         """Write ``out_dir/tfjs/model.json`` and its shards; describe them in an Artifact."""
         from . import _tfjs_convert as conv
         from ._onnx2tf_env import onnx_to_saved_model
+        from .onnx_tfjs_lower import lower_einsum, split_grouped_conv
         from .torch_to_onnx import source_onnx_for_tensorflow
 
         precision = job.precision
         src = job.source
-        onnx_path, prepared = source_onnx_for_tensorflow(job, builtin_gelu=False)
+        onnx_path, prepared = source_onnx_for_tensorflow(job, builtin_gelu=False,
+                                                         extra_rewrites=(split_grouped_conv, lower_einsum))
         workdir = Path(job.workdir)
         saved_model = onnx_to_saved_model(onnx_path, workdir / "tfjs_saved_model", keep_nchw=True,
                                           progress=job.progress, cache_dir=job.shared_dir)

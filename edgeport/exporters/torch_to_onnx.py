@@ -79,11 +79,11 @@ def source_onnx_for_tensorflow(job: "ExportJob", builtin_gelu: bool = True,
       exact gelu, whose ``Erfc`` the TF.js converter lacks, while the opset-18 Erf chain maps to
       TF.js's own ``Erf``; ``builtin_gelu=False`` keeps that.
     - Graph rewrites onnx2tf needs, each exact (see their modules): recurrent nodes unrolled
-      (:mod:`.onnx_rnn_unroll`), resizes it gets wrong lowered to gathers
-      (:mod:`.onnx_resize_lower`), then the format's ``extra_rewrites``.
+      (:mod:`.onnx_rnn_unroll`), graphs with resizes it only honours at opset 17 taken down to it
+      (:mod:`.onnx_resize_opset`), then the format's ``extra_rewrites``.
     """
     from .onnx_graph import rewritten_file
-    from .onnx_resize_lower import lower_resize
+    from .onnx_resize_opset import resize_at_opset17
     from .onnx_rnn_unroll import unroll
 
     path = source_onnx(job)
@@ -93,7 +93,7 @@ def source_onnx_for_tensorflow(job: "ExportJob", builtin_gelu: bool = True,
         graph = onnx.load(str(path), load_external_data=False).graph
         if any(n.op_type == "Erf" for n in graph.node):
             path = source_onnx(job, GELU_OPSET)
-    return rewritten_file(path, Path(job.shared_dir or job.workdir), [unroll, lower_resize, *extra_rewrites])
+    return rewritten_file(path, Path(job.shared_dir or job.workdir), [unroll, *extra_rewrites, resize_at_opset17])
 
 
 def torch_to_onnx(module: Any, example_inputs: Sequence[np.ndarray], input_names: Sequence[str],
