@@ -1,6 +1,7 @@
 """plan -> compress -> export -> validate -> bundle, and the re-validation of a bundle."""
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 import time
@@ -13,14 +14,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from .compression import compress
+from .conversion_cache import active_cache
 from .data import Dataset, check_against, load_npz
 from .errors import ConfigError, ConversionError, EdgeportError, ModelLoadError
 from .exporters import ExportJob, get_exporter
 from .exporters.failures import explain
 from .exporters.isolation import export_isolated
-from .formats import Artifact
-from .precision import Precision
 from .progress import Progress
+from .size_reference import fp32_bytes
 from .source import ModelSource, load_source
 from .target_log import log_path, target_log
 from .targets.profile import TARGET_NAMES, Plan, load_profile, resolve_plan
@@ -170,6 +171,9 @@ def export(model: str | ModelSource, targets: Sequence[str], *, precision: str |
     After that every target runs: one that cannot be produced becomes an :class:`ExportResult`
     with its ``error`` (and no bundle); a check that fails does not raise either — the bundle is
     written and its report says ``passed: false``.
+
+    Intermediate conversions (the source's ONNX file, the TensorFlow SavedModel, the fp32 size
+    reference) live in a temporary folder for this call, or under :func:`conversion_cache`.
     """
     progress = progress or Progress(False)
     plans = resolve_plans(targets, precision, sparsity, pruning_scope)
@@ -183,8 +187,12 @@ def export(model: str | ModelSource, targets: Sequence[str], *, precision: str |
     results = []
     if Path(out_dir).is_dir():
         sweep_stale(out_dir)  # what killed exports left behind
-    with tempfile.TemporaryDirectory(prefix="edgeport-shared-") as shared:
-        call = _Call(source, Golden(golden, reference, None), golden_desc, Path(out_dir), progress, Path(shared))
+    with contextlib.ExitStack() as stack:
+        cache_dir = active_cache()
+        shared = (cache_dir if cache_dir is not None else
+                  Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgeport-shared-"))))
+        shared.mkdir(parents=True, exist_ok=True)
+        call = _Call(source, Golden(golden, reference, None), golden_desc, Path(out_dir), progress, shared)
         for plan in plans:
             results.append(_run_target(call, plan))
     return results
@@ -241,7 +249,7 @@ def _export_one(call: _Call, plan: Plan) -> tuple[Path, Report]:
         artifact = export_isolated(exporter, job, stage)
         timings = {"export": round(time.perf_counter() - t0, 3)}
         if artifact.fp32_bytes is None:
-            artifact = replace(artifact, fp32_bytes=_fp32_bytes(exporter, job, artifact, progress))
+            artifact = replace(artifact, fp32_bytes=fp32_bytes(exporter, job, artifact, progress))
         write_golden(stage / GOLDEN, golden.data, golden.reference, golden.converted_reference)
         subject = Subject(source.name, source.task, source.classifier_output, call.golden_desc, __version__)
         report = evaluate(artifact, plan, golden, subject, compression=compression, progress=progress,
@@ -260,16 +268,3 @@ def _export_one(call: _Call, plan: Plan) -> tuple[Path, Report]:
                          "files": artifact.files(), "fp32_bytes": artifact.fp32_bytes},
         })
     return final, report
-
-
-def _fp32_bytes(exporter: Any, job: ExportJob, artifact: Artifact, progress: Progress) -> int:
-    """Bytes of the same model in this format at fp32: the denominator of the size ratio."""
-    if artifact.precision is Precision.FP32 and not job.plan.compression:
-        return artifact.total_bytes()
-    ref_dir = job.workdir / "fp32-reference"
-    # the denominator is the dense, uncompressed model at fp32: compression's savings count in the ratio
-    dense = replace(job, module=job.source.module if job.source.module is not None else job.module,
-                    plan=replace(job.plan, precision=Precision.FP32, compression=()), zeros=0.0)
-    with progress.step(f"{job.plan.format}: fp32 reference export (for the size ratio)"):
-        ref = export_isolated(exporter, dense, ref_dir, "fp32 reference export")
-    return ref.total_bytes()
