@@ -234,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # target's log file, not here: the library does that for the API and the CLI alike
     handler = {"targets": _cmd_targets, "export": _cmd_export, "validate": _cmd_validate, "run": _cmd_run,
                "sign": _cmd_sign, "keygen": _cmd_keygen}
-    from .validation.bundle import Terminated, sigterm_as_interrupt
+    from .validation.staging import Terminated, sigterm_as_interrupt
 
     try:
         with sigterm_as_interrupt():

@@ -25,7 +25,9 @@ from .size_reference import fp32_bytes
 from .source import ModelSource, load_source
 from .target_log import log_path, target_log
 from .targets.profile import TARGET_NAMES, Plan, load_profile, resolve_plan
-from .validation.bundle import (GOLDEN, REPORT, Golden, staging, sweep_stale, write_golden, write_manifest)
+from .validation.bundle import GOLDEN, REPORT, write_manifest
+from .validation.golden import Golden, write_golden
+from .validation.staging import staging, sweep_stale
 from .validation.judge import Subject, evaluate
 from .validation.report import Compression, Report
 from .validation.task_kinds import check_labels

@@ -15,7 +15,8 @@ from .pipeline import RUN_TIMEOUT_S
 from .precision import Precision
 from .progress import Progress
 from .targets.profile import Plan
-from .validation.bundle import GOLDEN, MANIFEST_MAX_BYTES, REPORT, check_integrity, read_golden, read_inside
+from .validation.bundle import GOLDEN, MANIFEST_MAX_BYTES, REPORT, check_integrity, read_inside
+from .validation.golden import read_golden
 from .validation.judge import Subject, evaluate
 from .validation.report import Check, Compression, Report
 from .version import __version__

@@ -24,7 +24,7 @@ from typing import Any, Iterator, TextIO
 from .errors import ConfigError
 from .native_logs import set_log_path
 from .progress import Progress
-from .validation.bundle import staging_name
+from .validation.staging import staging_name
 
 #: loggers of the converters and their dependencies: routed into the log while a target runs
 #: (torch's own handler would otherwise print its W-lines on the caller's stderr object)

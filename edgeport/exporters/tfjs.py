@@ -19,11 +19,11 @@ from ..errors import ConversionError
 from ..formats import Artifact, get_format
 from ..io_names import name_problem
 from ..precision import Precision
+from ..validation.runtimes.tfjs_graph_io import METADATA_KEY
 from .base import Exporter, ExportJob
 
 ENTRY = get_format("tfjs").entry
 #: model.json's userDefinedMetadata key holding the source names (read by the tfjs runtimes)
-METADATA_KEY = "edgeport"
 
 
 class TFJSExporter(Exporter):

@@ -29,7 +29,7 @@ from .verdict import judge_outputs
 if TYPE_CHECKING:  # pragma: no cover
     from ..formats import Artifact
     from ..targets.profile import Plan
-    from .bundle import Golden
+    from .golden import Golden
 
 #: how far a compressed artifact may drift from the original model on any output: the loosest row
 #: of the tolerance table (4-bit palettization's)

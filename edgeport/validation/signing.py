@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, EdgeportError, MissingDependencyError, ModelLoadError, one_line
-from .bundle import MANIFEST, MANIFEST_MAX_BYTES, SIGNATURE, check_integrity, parse_manifest, read_inside
+from .bundle import MANIFEST_MAX_BYTES, check_integrity, read_inside
+from .manifest import MANIFEST, SIGNATURE, parse_manifest
 
 FORMAT = "edgeport-bundle-signature/1"
 ALGORITHM = "ed25519"

@@ -17,6 +17,7 @@ import pytest
 from edgeport.data import Dataset
 from edgeport.errors import ModelLoadError
 from edgeport.validation import bundle as B
+from edgeport.validation import golden as G
 
 
 def make_bundle(root: Path, model_bytes: bytes = b"") -> Path:
@@ -25,7 +26,7 @@ def make_bundle(root: Path, model_bytes: bytes = b"") -> Path:
     root.mkdir(parents=True)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((16, 1, 8, 8)).astype(np.float32)
-    B.write_golden(root / B.GOLDEN, Dataset({"x": x}, np.arange(16) % 10, "test"),
+    G.write_golden(root / B.GOLDEN, Dataset({"x": x}, np.arange(16) % 10, "test"),
                    {"logits": rng.standard_normal((16, 10)).astype(np.float32)}, None)
     (root / "model.onnx").write_bytes(model_bytes or rng.bytes(50_000))
     (root / B.REPORT).write_text(json.dumps({"passed": True, "checks": []}))

@@ -13,7 +13,7 @@ import pytest
 
 from edgeport.data import Dataset
 from edgeport.errors import ModelLoadError
-from edgeport.validation.bundle import Golden, read_golden, write_golden
+from edgeport.validation.golden import Golden, read_golden, write_golden
 
 
 def _golden(path: Path, n: int = 12, conv: bool = False) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from edgeport.validation import bundle as B
+from edgeport.validation import staging as S
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,7 +27,7 @@ def _fill(stage: Path, who: str, size: int = 20_000) -> None:
 
 
 def _writer(final: Path, who: str) -> None:
-    with B.staging(final) as stage:
+    with S.staging(final) as stage:
         _fill(stage, who)
 
 
@@ -54,7 +55,7 @@ def test_an_error_inside_removes_the_stage_and_keeps_the_old_bundle(tmp_path):
     final = tmp_path / "m"
     _writer(final, "old")
     with pytest.raises(RuntimeError):
-        with B.staging(final) as stage:
+        with S.staging(final) as stage:
             (stage / "half.bin").write_bytes(b"x")
             raise RuntimeError("converter crashed")
     assert _assert_whole(final) == "old" and _leftovers(tmp_path) == []
@@ -63,7 +64,7 @@ def test_an_error_inside_removes_the_stage_and_keeps_the_old_bundle(tmp_path):
 @pytest.mark.parametrize("exchange", [True, False], ids=["renameat2-exchange", "rename-aside"])
 def test_concurrent_finishers_in_threads_never_fail_and_the_name_is_never_empty(tmp_path, monkeypatch, exchange):
     if not exchange:  # a file system without RENAME_EXCHANGE: still serialised, never failing
-        monkeypatch.setattr(B, "_exchange", lambda a, b: False)
+        monkeypatch.setattr(S, "_exchange", lambda a, b: False)
     final = tmp_path / "m"
     _writer(final, "seed")
     errors: list[BaseException] = []
@@ -100,9 +101,10 @@ _PROCESS_WRITER = textwrap.dedent("""
     import os, sys
     from pathlib import Path
     from edgeport.validation import bundle as B
+    from edgeport.validation import staging as S
     final, who, rounds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     for r in range(rounds):
-        with B.staging(final) as stage:
+        with S.staging(final) as stage:
             (stage / "a.bin").write_bytes(f"{who}r{r}".encode() * 2000)
             (stage / "sub").mkdir()
             (stage / "sub" / "b.bin").write_bytes(os.urandom(20000))
@@ -124,14 +126,14 @@ def test_concurrent_finishers_in_processes_never_fail(tmp_path):
 _INSIDE = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from edgeport.validation import bundle as B
+    from edgeport.validation import staging as S
     final = Path(sys.argv[1])
     try:
-        with B.sigterm_as_interrupt(), B.staging(final) as stage:
+        with S.sigterm_as_interrupt(), S.staging(final) as stage:
             (stage / "a.bin").write_bytes(b"half" * 1000)
             print("inside", flush=True)
             time.sleep(120)
-    except B.Terminated as exc:
+    except S.Terminated as exc:
         print("terminated", exc.signum, flush=True)
         sys.exit(128 + exc.signum)
 """)
@@ -160,19 +162,19 @@ def test_sigkill_inside_staging_leaves_nothing_under_the_final_name(tmp_path, ex
     (left,) = _leftovers(tmp_path)
     assert left.startswith(f".m.partial-{victim.pid}-")
 
-    assert B.sweep_stale(tmp_path) == [tmp_path / left] and _leftovers(tmp_path) == []
+    assert S.sweep_stale(tmp_path) == [tmp_path / left] and _leftovers(tmp_path) == []
     if existing:
         assert _assert_whole(final) == "old"
     alive = _start_inside(final)  # a live export's stage is not swept
     try:
-        assert B.sweep_stale(tmp_path) == []
+        assert S.sweep_stale(tmp_path) == []
         (still,) = _leftovers(tmp_path)
         assert still.startswith(f".m.partial-{alive.pid}-")
     finally:
         alive.kill()
         alive.wait()
         alive.stdout.close()
-    assert B.sweep_stale(tmp_path, "m") == [tmp_path / still] and _leftovers(tmp_path) == []
+    assert S.sweep_stale(tmp_path, "m") == [tmp_path / still] and _leftovers(tmp_path) == []
 
 
 def test_staging_sweeps_its_own_dead_leftovers_first(tmp_path):
@@ -199,16 +201,16 @@ def test_sigterm_inside_staging_cleans_up_like_an_exception(tmp_path):
 def test_sigterm_during_the_swap_is_raised_after_it(tmp_path, monkeypatch):
     final = tmp_path / "m"
     _writer(final, "old")
-    real_install = B._install
+    real_install = S._install
 
     def install_interrupted(stage: Path, target: Path):
         os.kill(os.getpid(), signal.SIGTERM)  # arrives while the swap holds the lock
         time.sleep(0.05)
         return real_install(stage, target)
 
-    monkeypatch.setattr(B, "_install", install_interrupted)
-    with pytest.raises(B.Terminated):
-        with B.sigterm_as_interrupt():
+    monkeypatch.setattr(S, "_install", install_interrupted)
+    with pytest.raises(S.Terminated):
+        with S.sigterm_as_interrupt():
             _writer(final, "new")
     assert _assert_whole(final) == "new" and _leftovers(tmp_path) == []
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
@@ -225,9 +227,9 @@ def test_sweep_puts_back_an_old_bundle_a_crash_left_aside(tmp_path):
     # a crash between the two leaves no final folder: the sweep restores the old one
     final = tmp_path / "m"
     _writer(final, "old")
-    aside = tmp_path / f".m.old-{_dead_pid()}-{B._HOST}-1-x"
+    aside = tmp_path / f".m.old-{_dead_pid()}-{S._HOST}-1-x"
     os.rename(final, aside)
-    assert B.sweep_stale(tmp_path) == [] and _assert_whole(final) == "old" and _leftovers(tmp_path) == []
+    assert S.sweep_stale(tmp_path) == [] and _assert_whole(final) == "old" and _leftovers(tmp_path) == []
 
 
 def test_sweep_leaves_other_hosts_and_unrelated_entries_alone(tmp_path):
@@ -237,6 +239,6 @@ def test_sweep_leaves_other_hosts_and_unrelated_entries_alone(tmp_path):
         (tmp_path / name).mkdir()
     legacy = tmp_path / f".m.old-{pid}"  # what earlier versions left behind
     legacy.mkdir()
-    assert B.sweep_stale(tmp_path) == [legacy]
+    assert S.sweep_stale(tmp_path) == [legacy]
     assert sorted(os.listdir(tmp_path)) == sorted(keep)
-    assert B.sweep_stale(tmp_path / "missing") == []
+    assert S.sweep_stale(tmp_path / "missing") == []

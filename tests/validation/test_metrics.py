@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from edgeport.pipeline import export
-from edgeport.validation.bundle import read_golden
+from edgeport.validation.golden import read_golden
 from edgeport.validation.judge import evaluate
 from edgeport.validation.metrics import ErrorStats, top1_accuracy, top1_agreement
 
@@ -39,7 +39,7 @@ def test_divergence_fails_the_checks(digits, tmp_path):
 
     from edgeport.formats import Artifact
     from edgeport.precision import Precision
-    from edgeport.validation.bundle import Golden
+    from edgeport.validation.golden import Golden
     from edgeport.validation.judge import Subject
 
     plan = Plan.from_dict(manifest["plan"])

@@ -12,7 +12,7 @@ from edgeport.data import Dataset, load_npz
 from edgeport.errors import ModelLoadError
 from edgeport.precision import Precision
 from edgeport.targets.tolerances import TOLERANCES
-from edgeport.validation.bundle import read_golden, write_golden
+from edgeport.validation.golden import read_golden, write_golden
 from edgeport.validation.report import Accuracy
 from edgeport.validation.task_checks import judge_task
 from edgeport.validation.task_kinds import label_kind

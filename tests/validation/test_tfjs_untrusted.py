@@ -22,9 +22,9 @@ from edgeport.progress import SILENT
 from edgeport.targets.profile import load_profile, resolve_plan
 from edgeport.validation.inspect import inspect_artifact
 from edgeport.validation.runtimes import get_runtime
-from edgeport.validation.runtimes import tfjs_chromium, tfjs_node
-from edgeport.validation.runtimes.tfjs_node import (MAX_MODEL_JSON_BYTES, TEST_HANG_ENV, _weight_bytes,
-                                                    open_model)
+from edgeport.validation.runtimes import tfjs_chromium, tfjs_graph_io, tfjs_node
+from edgeport.validation.runtimes.tfjs_model import MAX_MODEL_JSON_BYTES, _weight_bytes, open_model
+from edgeport.validation.runtimes.tfjs_node import TEST_HANG_ENV
 
 SHARD = "group1-shard1of1.bin"
 
@@ -229,7 +229,7 @@ def test_the_node_runner_confines_shards_itself(escape, digits_fp16, reference, 
     longer = _copy(digits_fp16, tmp_path / "longer")
     with open(longer / SHARD, "ab") as f:
         f.write(b"\0" * 8)
-    cases.append((longer, f"holds 249604 B, more than the 249596 B allowed"))
+    cases.append((longer, "holds 249604 B, more than the 249596 B allowed"))
     fifo = _copy(digits_fp16, tmp_path / "fifo")
     (fifo / SHARD).unlink()
     os.mkfifo(fifo / SHARD)
@@ -535,7 +535,7 @@ def test_any_mutated_model_json_raises_only_edgeport_errors(digits_fp16, tmp_pat
     def check(raw):
         (folder / "model.json").write_bytes(raw)
         calls = {"open_model": lambda: open_model(folder, "tfjs-node"),
-                 "read_graph_io": lambda: tfjs_node.read_graph_io(folder / "model.json"),
+                 "read_graph_io": lambda: tfjs_graph_io.read_graph_io(folder / "model.json"),
                  "inspect": lambda: inspect_artifact("tfjs", folder)}
         for what, call in calls.items():
             try:

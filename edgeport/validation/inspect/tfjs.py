@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..runtimes.tfjs_node import check_weight_files, find_model_json, read_model_json
+from ..runtimes.tfjs_model import check_weight_files, find_model_json, read_model_json
 from . import OpsReport
 
 if TYPE_CHECKING:  # pragma: no cover

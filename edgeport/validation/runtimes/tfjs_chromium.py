@@ -27,8 +27,8 @@ import numpy as np
 
 from ...errors import MissingDependencyError, RuntimeLoadError, one_line
 from .base import Runtime, Session
-from .tfjs_node import (MAX_MODEL_JSON_BYTES, TEST_HANG_ENV, RUNNER_DIR, TFJSModel, TFJSSessionBase, open_model, output_dtype,
-                        timeout_option)
+from .tfjs_model import MAX_MODEL_JSON_BYTES, TFJSModel, open_model
+from .tfjs_node import RUNNER_DIR, TEST_HANG_ENV, TFJSSessionBase, output_dtype, timeout_option
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
