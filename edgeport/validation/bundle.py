@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-
+from ..bounded_read import read_at_most
 from ..errors import ConversionError, ModelLoadError, one_line
 from .manifest import MANIFEST, RESERVED, check_files, parse_manifest
 
@@ -114,14 +114,14 @@ def read_inside(bundle: str | Path, rel: str, limit: int) -> bytes:
     root = Path(os.path.realpath(bundle))
     try:
         with _open_inside(root, rel) as f:
-            data = f.read(limit + 1)
+            data = read_at_most(f, limit)
     except FileNotFoundError:
         raise
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise ModelLoadError(f"{root / rel} is a symbolic link: a bundle holds regular files only") from None
         raise ModelLoadError(f"cannot read {root / rel}: {one_line(exc)}") from None
-    if len(data) > limit:
+    if data is None:
         raise ModelLoadError(f"{root / rel} is larger than {limit >> 20} MiB: refused unread")
     return data
 

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..bounded_read import read_at_most
 from ..errors import ConfigError, EdgeportError, MissingDependencyError, ModelLoadError, one_line
 from .bundle import MANIFEST_MAX_BYTES, check_integrity, read_inside
 from .manifest import MANIFEST, SIGNATURE, parse_manifest
@@ -111,10 +112,10 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
 def _read_key_file(path: Path) -> bytes:
     try:
         with open(path, "rb") as f:
-            data = f.read(_KEY_MAX_BYTES + 1)
+            data = read_at_most(f, _KEY_MAX_BYTES)
     except OSError as exc:
         raise ConfigError(f"cannot read key {path}: {one_line(exc)}") from None
-    if len(data) > _KEY_MAX_BYTES:
+    if data is None:
         raise ConfigError(f"{path} is too large to be a key file")
     return data
 

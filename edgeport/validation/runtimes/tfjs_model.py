@@ -8,15 +8,13 @@ import json
 import math
 import os
 import posixpath
-
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
+from ...bounded_read import read_at_most
 from ...errors import RuntimeLoadError, one_line
-
 
 #: the key under model.json's userDefinedMetadata where edgeport records source names
 #: a model.json holds the graph, not the weights: anything larger is refused unread
@@ -87,12 +85,10 @@ def read_model_json(model_json: Path) -> dict[str, Any]:
     p = Path(model_json)
     try:
         with open(p, "rb") as f:
-            # refused unread when too large; a file growing meanwhile is cut at the limit + 1
-            big = os.fstat(f.fileno()).st_size > MAX_MODEL_JSON_BYTES
-            raw = b"" if big else f.read(MAX_MODEL_JSON_BYTES + 1)
+            raw = read_at_most(f, MAX_MODEL_JSON_BYTES)
     except OSError as exc:
         raise RuntimeLoadError(f"cannot read {p.name}: {exc.strerror or type(exc).__name__}") from exc
-    if big or len(raw) > MAX_MODEL_JSON_BYTES:
+    if raw is None:
         raise RuntimeLoadError(f"{p.name} is larger than {MAX_MODEL_JSON_BYTES >> 20} MB; "
                                "refused (a TF.js model.json holds the graph, not the weights)")
     try:

@@ -12,6 +12,7 @@ import os
 import stat
 from pathlib import Path
 
+from ....bounded_read import read_at_most
 from ....errors import RuntimeLoadError
 
 #: the largest model spec read (the protobuf holds the program and small inline constants; big
@@ -57,12 +58,9 @@ def read_bounded(path: Path, limit: int, what: str) -> bytes:
     regular_file(path, what)
     try:
         with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size > limit:
-                raise RuntimeLoadError(f"{what}: {path.name} is {size} bytes, over the {limit}-byte limit; refused")
-            data = fh.read(limit + 1)
+            data = read_at_most(fh, limit)
     except OSError as exc:
         raise RuntimeLoadError(f"{what}: cannot read {path.name} ({exc.strerror})") from exc
-    if len(data) > limit:
+    if data is None:
         raise RuntimeLoadError(f"{what}: {path.name} is over the {limit}-byte limit; refused")
     return data
