@@ -9,7 +9,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-#: a rewrite: (model) -> (the rewritten model, notes on what was changed or kept)
+#: a rewrite: (model) -> (the rewritten model, notes on what it changed; a note that starts with
+#: "kept " names something it left as it was)
 Rewrite = Callable[[Any], "tuple[Any, list[str]]"]
 
 
@@ -40,6 +41,23 @@ def rewritten_file(src: Path, folder: Path, rewrites: Sequence[Rewrite]) -> tupl
         os.replace(partial, dest)
     notes_path.write_text("\n".join(notes))
     return (dest if changed else src), notes
+
+
+def replace_nodes(graph: Any, rewrite: Callable[[int, Any], "list[Any] | None"]) -> bool:
+    """Each node (with its index) through ``rewrite``: None keeps it, a list of nodes replaces it
+    in place. When anything was replaced the graph is rebuilt in that order and the initializers
+    no node reads any more are dropped; returns whether it was."""
+    nodes: list[Any] = []
+    changed = False
+    for idx, node in enumerate(graph.node):
+        got = rewrite(idx, node)
+        nodes.extend([node] if got is None else got)
+        changed = changed or got is not None
+    if changed:
+        del graph.node[:]
+        graph.node.extend(nodes)
+        drop_unused_initializers(graph)
+    return changed
 
 
 def attrs(node: Any) -> dict[str, Any]:

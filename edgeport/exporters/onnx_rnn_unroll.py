@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .onnx_graph import attrs, constants, drop_unused_initializers, static_shapes
+from .onnx_graph import attrs, constants, replace_nodes, static_shapes
 
 RECURRENT_OPS = frozenset({"LSTM", "GRU", "RNN"})
 #: gates per op, in the ONNX weight order (LSTM: i o f c; GRU: z r h; RNN: one)
@@ -62,25 +62,21 @@ def unroll_recurrent(model: Any) -> Unrolled:
     consts = constants(graph)
     shapes = static_shapes(out)
     result = Unrolled(out)
-    new_nodes: list[Any] = []
-    for idx, node in enumerate(graph.node):
+
+    def rewrite(idx: int, node: Any) -> list[Any] | None:
         if node.op_type not in RECURRENT_OPS:
-            new_nodes.append(node)
-            continue
+            return None
         label = f"{node.op_type} {node.name or idx}"
         reason = _why_not(node, consts, shapes)
         if reason:
             result.kept.append(f"{label}: {reason}")
-            new_nodes.append(node)
-            continue
+            return None
         builder = _Builder(graph, f"{UNROLLED_PREFIX}{idx}/")
         _emit(node, consts, shapes, builder)
-        new_nodes.extend(builder.nodes)
         result.rewritten.append(label)
-    if result.rewritten:
-        del graph.node[:]
-        graph.node.extend(new_nodes)
-        drop_unused_initializers(graph)
+        return builder.nodes
+
+    replace_nodes(graph, rewrite)
     return result
 
 

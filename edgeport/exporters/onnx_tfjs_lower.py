@@ -17,73 +17,76 @@ import numpy as np
 
 
 def split_grouped_conv(model: Any) -> tuple[Any, list[str]]:
-    from onnx import helper, numpy_helper
-
-    from .onnx_graph import attrs, constants
+    from .onnx_graph import constants, replace_nodes
 
     graph = model.graph
     consts = constants(graph)
     notes: list[str] = []
-    nodes: list[Any] = []
-    for idx, node in enumerate(graph.node):
-        a = attrs(node) if node.op_type == "Conv" else {}
-        groups = int(a.get("group", 1))
-        w = consts.get(node.input[1]) if node.op_type == "Conv" else None
-        if groups <= 1 or w is None or w.shape[1] == 1:
-            nodes.append(node)  # not grouped, or depthwise (one input channel per group: TF.js has depthwiseConv2d)
-            continue
-        bias = consts.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-        per_out, per_in = w.shape[0] // groups, w.shape[1]
-        p = f"gconv{idx}/"
-        split = p + "split"
-        graph.initializer.append(numpy_helper.from_array(np.full(groups, per_in, np.int64), split))
-        parts = [f"{p}x{g}" for g in range(groups)]
-        nodes.append(helper.make_node("Split", [node.input[0], split], parts, name=p + "Split", axis=1))
-        conv_attrs = {k: v for k, v in a.items() if k != "group"}
-        outs = []
-        for g in range(groups):
-            wn = f"{p}w{g}"
-            graph.initializer.append(numpy_helper.from_array(w[g * per_out:(g + 1) * per_out].copy(), wn))
-            ins = [parts[g], wn]
-            if bias is not None:
-                graph.initializer.append(numpy_helper.from_array(bias[g * per_out:(g + 1) * per_out].copy(), f"{p}b{g}"))
-                ins.append(f"{p}b{g}")
-            outs.append(f"{p}y{g}")
-            nodes.append(helper.make_node("Conv", ins, [outs[-1]], name=f"{p}Conv{g}", **conv_attrs))
-        nodes.append(helper.make_node("Concat", outs, [node.output[0]], name=p + "Concat", axis=1))
-        notes.append(f"split grouped Conv {node.name or idx} ({groups} groups)")
-    if notes:
-        from .onnx_graph import drop_unused_initializers
 
-        del graph.node[:]
-        graph.node.extend(nodes)
-        drop_unused_initializers(graph)
+    def rewrite(idx: int, node: Any) -> list[Any] | None:
+        w = consts.get(node.input[1]) if node.op_type == "Conv" else None
+        groups = _groups(node) if w is not None else 1
+        if groups <= 1 or w.shape[1] == 1:
+            return None  # not grouped, or depthwise (one input channel per group: TF.js has depthwiseConv2d)
+        notes.append(f"split grouped Conv {node.name or idx} ({groups} groups)")
+        return _per_group(graph, node, w, consts, groups, f"gconv{idx}/")
+
+    replace_nodes(graph, rewrite)
     return model, notes
 
 
+def _groups(node: Any) -> int:
+    from .onnx_graph import attrs
+
+    return int(attrs(node).get("group", 1))
+
+
+def _per_group(graph: Any, node: Any, w: np.ndarray, consts: dict[str, np.ndarray], groups: int, p: str) -> list[Any]:
+    """Split the channels, one Conv per group on its slice of the weights, concatenate."""
+    from onnx import helper, numpy_helper
+
+    from .onnx_graph import attrs
+
+    bias = consts.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    per_out, per_in = w.shape[0] // groups, w.shape[1]
+    split = p + "split"
+    graph.initializer.append(numpy_helper.from_array(np.full(groups, per_in, np.int64), split))
+    parts = [f"{p}x{g}" for g in range(groups)]
+    nodes = [helper.make_node("Split", [node.input[0], split], parts, name=p + "Split", axis=1)]
+    conv_attrs = {k: v for k, v in attrs(node).items() if k != "group"}
+    outs = []
+    for g in range(groups):
+        ins = [parts[g], f"{p}w{g}"]
+        graph.initializer.append(numpy_helper.from_array(w[g * per_out:(g + 1) * per_out].copy(), ins[1]))
+        if bias is not None:
+            ins.append(f"{p}b{g}")
+            graph.initializer.append(numpy_helper.from_array(bias[g * per_out:(g + 1) * per_out].copy(), ins[2]))
+        outs.append(f"{p}y{g}")
+        nodes.append(helper.make_node("Conv", ins, [outs[-1]], name=f"{p}Conv{g}", **conv_attrs))
+    nodes.append(helper.make_node("Concat", outs, [node.output[0]], name=p + "Concat", axis=1))
+    return nodes
+
+
 def lower_einsum(model: Any) -> tuple[Any, list[str]]:
-    from .onnx_graph import attrs, static_shapes
+    from .onnx_graph import attrs, replace_nodes, static_shapes
 
     graph = model.graph
     shapes = static_shapes(model)
     notes: list[str] = []
-    nodes: list[Any] = []
-    for idx, node in enumerate(graph.node):
+
+    def rewrite(idx: int, node: Any) -> list[Any] | None:
         if node.op_type != "Einsum":
-            nodes.append(node)
-            continue
+            return None
         eq = attrs(node)["equation"].replace(" ", "")
         why = _why_not(eq, [shapes.get(i) for i in node.input])
         if why:
             notes.append(f"kept Einsum {node.name or idx} ({eq}): {why}")
-            nodes.append(node)
-            continue
-        nodes.extend(_matmul_form(eq, list(node.input), [shapes[i] for i in node.input], node.output[0],
-                                  f"einsum{idx}/", graph))
+            return None
         notes.append(f"lowered Einsum {node.name or idx} ({eq}) to MatMul")
-    if any(n.startswith("lowered") for n in notes):
-        del graph.node[:]
-        graph.node.extend(nodes)
+        return _matmul_form(eq, list(node.input), [shapes[i] for i in node.input], node.output[0],
+                            f"einsum{idx}/", graph)
+
+    replace_nodes(graph, rewrite)
     return model, notes
 
 
