@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn as nn
 
 from cli_helpers import assert_one_line_error, cli_json, run_cli
 from edgeport.errors import ModelLoadError
@@ -216,3 +217,36 @@ def test_coreml_spec_carries_the_fields(namedtuple_bundles):
     spec = import_coremltools().utils.load_spec(str(Path(namedtuple_bundles["ios-coreml"].bundle) / "model.mlpackage"))
     assert [i.name for i in spec.description.input] == INPUTS
     assert [o.name for o in spec.description.output] == FIELDS
+
+
+class _ArgNamedLikeASubmodule(nn.Module):
+    """``forward(self, signal, meta)`` beside ``self.meta``: torch's ONNX decomposition resolved
+    ``meta.weight`` against the input and failed ("references nonexistent attribute weight of
+    meta") until edgeport handed such modules their inputs positionally."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.meta = nn.Linear(4, 3)
+        self.signal_proj = nn.Linear(6, 3)
+
+    def forward(self, signal, meta):
+        return self.signal_proj(signal) * torch.tanh(self.meta(meta))
+
+
+def test_an_argument_named_like_a_submodule_exports_with_its_name(tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    from edgeport.exporters.torch_to_onnx import torch_to_onnx
+
+    m = _ArgNamedLikeASubmodule().eval()
+    rng = np.random.default_rng(0)
+    signal, meta = rng.standard_normal((1, 6)).astype(np.float32), rng.standard_normal((1, 4)).astype(np.float32)
+    path = torch_to_onnx(m, (signal, meta), ("signal", "meta"), ("y",), tmp_path / "m.onnx")
+    graph = onnx.load(str(path)).graph
+    assert [i.name for i in graph.input] == ["signal", "meta"] and [o.name for o in graph.output] == ["y"]
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"signal": signal, "meta": meta})[0]
+    with torch.no_grad():
+        want = m(torch.from_numpy(signal), torch.from_numpy(meta)).numpy()
+    assert np.abs(got - want).max() < 1e-6

@@ -110,7 +110,7 @@ def torch_to_onnx(module: Any, example_inputs: Sequence[np.ndarray], input_names
     # torch's ONNX registry warns about torchvision ops it cannot register; irrelevant here
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     args = tuple(torch.from_numpy(np.ascontiguousarray(x)) for x in example_inputs)
-    module = module.eval()
+    module = _without_name_clashes(module.eval())
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
@@ -122,6 +122,36 @@ def torch_to_onnx(module: Any, example_inputs: Sequence[np.ndarray], input_names
         raise ConversionError("onnx", "torch→ONNX", torch_onnx_failure(exc)) from exc
     _tidy(path, list(output_names))
     return path
+
+
+def _without_name_clashes(module: Any) -> Any:
+    """``module``, or a wrapper that hands it its inputs positionally when a ``forward()`` argument
+    is named like one of its attributes (``forward(self, signal, meta)`` beside ``self.meta =
+    nn.Linear(...)``): torch's decomposition step then resolves the parameter ``meta.weight``
+    against the input and fails ("references nonexistent attribute weight of meta")."""
+    import inspect
+
+    import torch
+
+    try:
+        params = set(inspect.signature(module.forward).parameters)
+    except (TypeError, ValueError):
+        return module
+    owned = {name.split(".")[0] for name, _ in module.named_parameters()}
+    owned |= {name.split(".")[0] for name, _ in module.named_buffers()}
+    owned |= {name for name, _ in module.named_children()}
+    if not params & owned:
+        return module
+
+    class Positional(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *inputs: Any) -> Any:
+            return self.inner(*inputs)
+
+    return Positional(module).eval()
 
 
 def _tidy(path: Path, output_names: list[str]) -> None:
