@@ -144,22 +144,28 @@ def _lstm(a: Args, ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return seq_out, h, c
 
 
+def _one_direction(a: Args, ctx: Context, gates: int, name: str
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
+    """What a one-direction gru / rnn starts from: the sequence in processing order, the weights,
+    the hidden size and the initial state."""
+    x, w_ih, w_hh = f32(a["x"]), f32(a["weight_ih"]), f32(a["weight_hh"])
+    hidden = _check(x, w_ih, w_hh, gates, name)
+    direction = a.str("direction", "forward")
+    if direction not in ("forward", "reverse"):
+        raise RuntimeLoadError(f"{name}: direction {direction!r} is not supported")
+    h = _state(a["initial_h"], x.shape[1], hidden, ctx)
+    return (x if direction == "forward" else x[::-1]), w_ih, w_hh, hidden, h
+
+
 # ---- GRU ----------------------------------------------------------------------------------------
 @op("gru")
 def _gru(a: Args, ctx: Context) -> tuple[np.ndarray, np.ndarray]:
-    x, w_ih, w_hh = f32(a["x"]), f32(a["weight_ih"]), f32(a["weight_hh"])
-    hidden = _check(x, w_ih, w_hh, 3, "gru")
-    direction = a.str("direction", "forward")
-    if direction not in ("forward", "reverse"):
-        raise RuntimeLoadError(f"gru: direction {direction!r} is not supported")
+    seq, w_ih, w_hh, hidden, h = _one_direction(a, ctx, 3, "gru")
     rec, act = _activation(a, "recurrent_activation", "sigmoid"), _activation(a, "activation", "tanh")
     rnd = _rounder(a)
     reset_after = a.bool("reset_after", False)
     bias = _vector(a, "bias", 3 * hidden)          # iOS15: the one bias; iOS18 reset_after: hidden bias
-    in_bias = _vector(a, "input_bias", 3 * hidden)
-    h = _state(a["initial_h"], x.shape[1], hidden, ctx)
-    seq = x if direction == "forward" else x[::-1]
-    pre = _rows(seq, w_ih) + in_bias
+    pre = _rows(seq, w_ih) + _vector(a, "input_bias", 3 * hidden)
     r_sl, o_sl, z_sl = slice(0, hidden), slice(hidden, 2 * hidden), slice(2 * hidden, 3 * hidden)
     outs = np.empty(seq.shape[:2] + (hidden,), np.float32)
     for t in range(seq.shape[0]):
@@ -183,14 +189,8 @@ def _gru(a: Args, ctx: Context) -> tuple[np.ndarray, np.ndarray]:
 # ---- simple RNN ---------------------------------------------------------------------------------
 @op("rnn")
 def _rnn(a: Args, ctx: Context) -> tuple[np.ndarray, np.ndarray]:
-    x, w_ih, w_hh = f32(a["x"]), f32(a["weight_ih"]), f32(a["weight_hh"])
-    hidden = _check(x, w_ih, w_hh, 1, "rnn")
-    direction = a.str("direction", "forward")
-    if direction not in ("forward", "reverse"):
-        raise RuntimeLoadError(f"rnn: direction {direction!r} is not supported")
+    seq, w_ih, w_hh, hidden, h = _one_direction(a, ctx, 1, "rnn")
     act, rnd = _activation(a, "activation", "tanh"), _rounder(a)
-    h = _state(a["initial_h"], x.shape[1], hidden, ctx)
-    seq = x if direction == "forward" else x[::-1]
     pre = _rows(seq, w_ih) + _vector(a, "bias", hidden)
     outs = np.empty(seq.shape[:2] + (hidden,), np.float32)
     for t in range(seq.shape[0]):
