@@ -15,7 +15,7 @@ from .version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from .formats import Artifact, Format, register_format
-    from .conversion_cache import conversion_cache
+    from .intermediates import conversion_cache
     from .pipeline import ExportResult, export
     from .recheck import run_artifact as run, validate_bundle as validate
     from .source import ModelSource
@@ -28,7 +28,7 @@ _LAZY = {
     "validate": "edgeport.recheck:validate_bundle",
     "run": "edgeport.recheck:run_artifact",
     "ExportResult": "edgeport.pipeline:ExportResult",
-    "conversion_cache": "edgeport.conversion_cache:conversion_cache",
+    "conversion_cache": "edgeport.intermediates:conversion_cache",
     "load_profile": "edgeport.targets.profile:load_profile",
     "ModelSource": "edgeport.source:ModelSource",
     "Report": "edgeport.validation.report:Report",

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .compression import compress
-from .conversion_cache import active_cache
+from .intermediates import active_cache
 from .data import Dataset, check_against, load_npz
 from .errors import ConfigError, ConversionError, EdgeportError, ModelLoadError
 from .exporters import ExportJob, get_exporter

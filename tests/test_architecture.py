@@ -155,3 +155,20 @@ def test_no_function_takes_more_than_eight_parameters():
                 if len(params) > 8:
                     wide.append(f"{p.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} ({len(params)})")
     assert wide == []
+
+
+def test_public_names_are_not_shadowed_by_submodules():
+    """``import edgeport.x`` sets the attribute ``edgeport.x`` to the module: a public name
+    spelled like a submodule (``conversion_cache`` once was) then stops being the function."""
+    import importlib
+    import pkgutil
+    import types
+
+    import edgeport
+
+    for info in pkgutil.walk_packages(edgeport.__path__, "edgeport."):
+        if ".sample_models." in info.name or info.name.endswith("__main__"):
+            continue
+        importlib.import_module(info.name)
+    shadowed = [n for n in edgeport.__all__ if isinstance(getattr(edgeport, n), types.ModuleType)]
+    assert shadowed == []
