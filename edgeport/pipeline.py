@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .compression import compress
+from .compression import StepContext, compress
 from .intermediates import active_cache
 from .data import Dataset, check_against, load_npz
 from .errors import ConfigError, ConversionError, EdgeportError, ModelLoadError
@@ -232,7 +232,8 @@ def _compressed(call: _Call, plan: Plan) -> tuple[Any, Golden, Compression | Non
     if calib is not None:
         calib = Dataset({n: calib.inputs[n] for n in source.input_names}, calib.labels, calib.description)
     with call.progress.step("compress: " + ", ".join(s.kind for s in plan.compression)):
-        module, steps = compress(source.module, plan.compression, calib)
+        module, steps = compress(source.module, plan.compression,
+                                 StepContext(teacher=source.module, calibration=calib))
         converted = reference_outputs(source, call.golden.data, module)
     golden = Golden(call.golden.data, call.golden.reference, converted)
     return module, golden, Compression(tuple(s.to_dict() for s in steps)), max(s.zeros for s in steps)

@@ -1,9 +1,11 @@
 """The compression-step interface: torch-level, format-blind changes made before conversion.
 
 A step is a frozen dataclass (its fields are its settings, read strictly from a profile's
-``[[compression]]`` table or from CLI flags) with ``apply(module, data, teacher)`` returning the
-changed copy and a :class:`StepReport`. Steps run in the plan's order; each receives the original
-model as ``teacher`` (for distillation-style recovery) and unlabelled calibration data.
+``[[compression]]`` table or from CLI flags) with ``apply(module, context)`` returning the changed
+copy and a :class:`StepReport`. Steps run in the plan's order; each receives a
+:class:`StepContext`: the original model (the teacher of distillation), unlabelled calibration
+data, the train split recovery may learn from (never the eval/golden split), the target's channel
+multiple, a seed and the steps that ran before it.
 """
 from __future__ import annotations
 
@@ -36,11 +38,34 @@ class StepReport:
         return {"kind": self.kind, **dict(self.settings), **dict(self.stats), "note": self.note}
 
 
+@dataclass(frozen=True)
+class StepContext:
+    """What every step of one compression run shares.
+
+    ``calibration`` is unlabelled data for statistics (BatchNorm re-estimation, importance);
+    ``train`` the data recovery may learn from (labels optional) — never the split parity and
+    accuracy are judged on. ``example`` is one batch of inputs, in the model's input order, for
+    tracing (dependency graphs, FLOP counts). ``channel_multiple`` is the target's preferred
+    multiple for kept channel counts (vector width of its CPU kernels); ``earlier`` the steps
+    already applied, in order (recovery runs their schedules).
+    """
+
+    teacher: Any
+    calibration: "Dataset | None" = None
+    train: "Dataset | None" = None
+    example: tuple[Any, ...] = ()
+    channel_multiple: int = 1
+    seed: int = 0
+    earlier: tuple["CompressionStep", ...] = ()
+    #: progress.note-style callback for long steps (``None``: silent)
+    note: Any = None
+
+
 @runtime_checkable
 class CompressionStep(Protocol):
     kind: ClassVar[str]
 
-    def apply(self, module: Any, data: "Dataset | None", teacher: Any) -> tuple[Any, StepReport]:
+    def apply(self, module: Any, context: StepContext) -> tuple[Any, StepReport]:
         """A compressed *copy* of ``module`` and the report of what was done."""
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from ..strict import limits
-from .base import StepReport
+from .base import StepContext, StepReport
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..data import Dataset
@@ -32,7 +32,8 @@ class MagnitudePruning:
     #: pruning shifts every activation's statistics; re-estimating them is nearly free
     recalibrate_batchnorm: bool = True
 
-    def apply(self, module: Any, data: "Dataset | None", teacher: Any) -> tuple[Any, StepReport]:
+    def apply(self, module: Any, context: StepContext) -> tuple[Any, StepReport]:
+        data = context.calibration
         pruned, stats = prune_magnitude(module, self.sparsity, self.scope)
         bn = 0
         if self.recalibrate_batchnorm and data is not None and len(data):
