@@ -2,8 +2,20 @@
 
 ``new_ones`` appears when Hugging Face BERT models (e.g. all-MiniLM-L6-v2) build their attention
 mask; coremltools converts ``new_zeros``/``new_full`` but not ``new_ones``.
+
+``prelu`` is replaced: coremltools hands a 3-D or 5-D input (after ``Conv1d`` / ``Conv3d``) to
+MIL's ``prelu``, which takes rank 4 only, and the conversion fails. The replacement gives MIL a
+rank-4 view — a trailing axis of 1 for 3-D, depth and height merged for 5-D — and restores the
+shape after; per-channel slopes stay on axis 1, so the result is the same function.
+
+``log_softmax`` is replaced: coremltools writes it as ``log(softmax(x))``, and in fp16 every
+probability below fp16's smallest value (about 6e-8, a logit 17 below the top one) becomes 0 and
+its log -inf. The replacement is the shifted form ``(x - max) - log(sum(exp(x - max)))``, finite
+at every precision.
 """
 from __future__ import annotations
+
+import numpy as np
 
 _done = False
 
@@ -40,4 +52,36 @@ def register() -> None:
                         else mb.identity(x=ones, name=node.name))
 
         register_torch_op(new_ones)
+
+    def prelu(context, node):  # noqa: ANN001, ANN202 - coremltools' converter signature
+        x, alpha = _get_inputs(context, node, expected=2)
+        slopes = np.asarray(alpha.val, dtype=np.float32).reshape(-1)
+        if x.rank >= 2:
+            slopes = np.broadcast_to(slopes, (x.shape[1],)).astype(np.float32)
+        if x.rank == 4:
+            context.add(mb.prelu(x=x, alpha=slopes, name=node.name))
+            return
+        if x.rank in (1, 2, 3):
+            axes = {1: [1, 2, 3], 2: [2, 3], 3: [3]}[x.rank]
+            y = mb.prelu(x=mb.expand_dims(x=x, axes=axes), alpha=slopes)
+            context.add(mb.squeeze(x=y, axes=axes, name=node.name))
+            return
+        # rank 5 and more: merge every spatial axis but the last into one
+        shape = mb.shape(x=x)
+        head = mb.slice_by_index(x=shape, begin=[0], end=[2])
+        tail = mb.slice_by_index(x=shape, begin=[x.rank - 1], end=[x.rank])
+        view = mb.concat(values=[head, np.array([-1], dtype=np.int32), tail], axis=0)
+        y = mb.prelu(x=mb.reshape(x=x, shape=view), alpha=slopes)
+        context.add(mb.reshape(x=y, shape=shape, name=node.name))
+
+    register_torch_op(prelu, override=True)
+
+    def log_softmax(context, node):  # noqa: ANN001, ANN202 - coremltools' converter signature
+        inputs = _get_inputs(context, node, min_expected=2)
+        x, axis = inputs[0], int(inputs[1].val)
+        shifted = mb.sub(x=x, y=mb.reduce_max(x=x, axes=[axis], keep_dims=True))
+        total = mb.reduce_sum(x=mb.exp(x=shifted), axes=[axis], keep_dims=True)
+        context.add(mb.sub(x=shifted, y=mb.log(x=total), name=node.name))
+
+    register_torch_op(log_softmax, override=True)
     _done = True

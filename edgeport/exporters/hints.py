@@ -24,11 +24,6 @@ class KnownFailure:
 
 KNOWN_FAILURES: tuple[KnownFailure, ...] = (
     KnownFailure(
-        "per-channel PReLU on CoreML", r"prelu op: rank 3 or rank 5 input",
-        "coremltools converts a per-channel PReLU only on 4-D (image) inputs: for a Conv1d/Conv3d "
-        "model use one shared slope (nn.PReLU(num_parameters=1)) or write it as "
-        "torch.where(x > 0, x, x * alpha.view(1, -1, 1))"),
-    KnownFailure(
         "complex numbers", r"complex-valued|complex(64|128)|Complex(Float|Double)|view_as_complex|complex (number|tensor)",
         "ONNX, TFLite, CoreML and TF.js have no complex tensors: carry real and imaginary parts as two "
         "real tensors (torch.view_as_real; exp(iθ) as cos θ and sin θ; a DFT as a matmul with cos/sin "

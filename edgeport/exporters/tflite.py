@@ -77,8 +77,10 @@ class TFLiteExporter(Exporter):
             from ._tflite_convert import GuardInputs, guard_int8
 
             with job.progress.step("tflite: int8 vs float on calibration data"):
+                runtimes = (job.plan.runtime, *job.plan.extra_runtimes)
+                kernels = tuple(dict.fromkeys(r == "litert-reference" for r in runtimes))
                 guard = guard_int8(GuardInputs(work / "saved_model_named", specs, job.calibration, n_calib, int8_io,
-                                               job.plan.tolerance, src.classifier_output, work),
+                                               job.plan.tolerance, src.classifier_output, work, kernels),
                                    flat, fp32_flat)
             flat = guard.flat
         path = out_dir / ENTRY

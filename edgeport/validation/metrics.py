@@ -24,6 +24,8 @@ class ErrorStats:
     cosine: float
     cosine_min: float
     sqnr_db: float
+    #: samples whose artifact output holds a NaN or an infinity (every figure above is then void)
+    nonfinite_samples: int = 0
 
     @classmethod
     def from_arrays(cls, name: str, reference: np.ndarray, actual: np.ndarray) -> "ErrorStats":
@@ -46,12 +48,16 @@ class ErrorStats:
         signal = float(((ref - ref.mean()) ** 2).sum()) if ref.size == n and n > 1 else float((ref ** 2).sum())
         sqnr = float("inf") if noise == 0 else 10 * np.log10(max(signal, 1e-300) / noise)
         scale = float(np.abs(ref).max()) or 1.0
-        return cls(name, int(n), float(diff.max(initial=0.0)), float(diff.mean()) if diff.size else 0.0,
-                   float(diff.max(initial=0.0)) / scale, float(cos.mean()), float(cos.min()), sqnr)
+        nonfinite = int((~np.isfinite(got.reshape(n, -1))).any(1).sum()) if got.size else 0
+        with np.errstate(invalid="ignore"):
+            return cls(name, int(n), float(diff.max(initial=0.0)), float(diff.mean()) if diff.size else 0.0,
+                       float(diff.max(initial=0.0)) / scale, float(cos.mean()), float(cos.min()), sqnr,
+                       nonfinite)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in asdict(self).items()}
-        d["sqnr_db"] = _finite(self.sqnr_db)
+        """JSON-safe: a figure the artifact's NaN or infinity made void is null."""
+        d = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in asdict(self).items()}
+        d["sqnr_db"] = None if self.nonfinite_samples else _finite(self.sqnr_db)
         return d
 
 

@@ -32,8 +32,10 @@ class OutputParity:
     max_abs_rel: float | None
     cosine: float | None
     cosine_min: float | None
-    sqnr_db: float | None   # None: the artifact's output held NaN
+    sqnr_db: float | None   # None: the artifact's output held NaN or an infinity
     passed: bool
+    #: samples whose output held NaN or an infinity (the figures above are then null)
+    nonfinite_samples: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -15,6 +15,8 @@ if TYPE_CHECKING:  # pragma: no cover
 def output_problems(stats: ErrorStats, tol: "Tolerance") -> list[str]:
     """Why one output misses the tolerance (empty: it meets it)."""
     problems = []
+    if stats.nonfinite_samples:
+        problems.append(f"NaN or infinite values in {stats.nonfinite_samples} of {stats.samples} samples")
     if not stats.cosine >= tol.cosine_min:
         problems.append(f"cosine {stats.cosine:.6f} (min {tol.cosine_min})")
     if not stats.sqnr_db >= tol.sqnr_db_min:
