@@ -150,3 +150,45 @@ def test_run_accepts_a_package_edgeport_did_not_make(digits, tmp_path):
     got = next(iter(sess.predict(digits.eval_data).values()))
     assert sess.batching["mode"] == "batched (flexible batch dim)"
     assert top1_agreement(ref, got) >= 0.999
+
+
+def test_conv1d_prelu_and_a_wide_log_softmax_convert_and_stay_finite_in_fp16(tmp_path):
+    """coremltools hands per-channel PReLU on [B, C, L] to MIL's rank-4 prelu (conversion fails)
+    and writes log_softmax as log(softmax(x)): in fp16 a logit 17 below the top one gives -inf.
+    edgeport's converters give the same function on both."""
+    import numpy as np
+    import torch
+    import torch.nn as nn
+
+    from edgeport.data import Dataset
+    from edgeport.source import ModelSource
+
+    class Signal(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv = nn.Conv1d(2, 6, 3, padding=1)
+            self.act = nn.PReLU(6)
+            self.head = nn.Linear(6 * 12, 5)
+
+        def forward(self, wave):
+            z = self.act(self.conv(wave))
+            logits = self.head(z.flatten(1)) * 40.0  # a spread far beyond fp16's exp range
+            return logits, torch.log_softmax(logits, dim=1)
+
+    model = Signal().eval()
+    with torch.no_grad():
+        model.act.weight.copy_(torch.linspace(-0.6, 0.9, 6))
+    x = np.random.default_rng(0).standard_normal((16, 2, 12)).astype(np.float32)
+    src = ModelSource("signal", model, (x[:1],), output_names=("logits", "log_probs"),
+                      eval_data=Dataset({"wave": x}))
+    ref = src.reference(src.eval_data)
+    assert (ref["logits"].max(1) - ref["logits"].min(1)).max() > 30  # fp16 softmax would underflow
+    for precision in ("fp32", "fp16"):
+        art = export(src, precision, tmp_path / precision)
+        got = get_runtime("coreml-emulator").load(art.path).predict(src.eval_data)
+        assert np.isfinite(got["log_probs"]).all()
+        tol = 1e-4 if precision == "fp32" else 0.05
+        scale = np.abs(ref["log_probs"]).max()
+        assert np.abs(got["log_probs"] - ref["log_probs"]).max() <= tol * scale
+        assert np.abs(got["logits"] - ref["logits"]).max() <= tol * np.abs(ref["logits"]).max()

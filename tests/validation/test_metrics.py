@@ -22,6 +22,27 @@ def test_error_stats_known_values():
     assert exact.sqnr_db == math.inf and exact.to_dict()["sqnr_db"] == 999.0
 
 
+def test_an_artifact_output_with_infinities_fails_by_name_and_stays_json():
+    """-inf in a log-probability output (fp16 underflow) voids every figure: null in JSON, and the
+    parity problem says how many samples hold it."""
+    import json
+
+    from edgeport.targets.tolerances import TOLERANCES
+    from edgeport.validation.verdict import output_problems
+
+    ref = np.array([[-0.1, -2.5, -20.0], [-0.2, -1.9, -25.0], [-0.05, -3.0, -30.0]])
+    got = ref.copy()
+    got[1, 2] = -np.inf
+    st = ErrorStats.from_arrays("log_probs", ref, got)
+    assert st.nonfinite_samples == 1
+    d = st.to_dict()
+    assert d["max_abs"] is None and d["sqnr_db"] is None and d["nonfinite_samples"] == 1
+    json.dumps(d, allow_nan=False)
+    problems = output_problems(st, TOLERANCES["fp16"])
+    assert problems[0] == "NaN or infinite values in 1 of 3 samples"
+    assert output_problems(ErrorStats.from_arrays("log_probs", ref, ref), TOLERANCES["fp16"]) == []
+
+
 def test_agreement_and_accuracy():
     a = np.array([[0, 1], [1, 0], [0, 1]])
     b = np.array([[0, 1], [0, 1], [0, 1]])
