@@ -15,7 +15,9 @@ from .version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from .formats import Artifact, Format, register_format
+    from .compression.request import CompressionRequest
     from .intermediates import conversion_cache
+    from .targets.devices import estimating_on
     from .pipeline import ExportResult, export
     from .recheck import run_artifact as run, validate_bundle as validate
     from .source import ModelSource
@@ -28,7 +30,9 @@ _LAZY = {
     "validate": "edgeport.recheck:validate_bundle",
     "run": "edgeport.recheck:run_artifact",
     "ExportResult": "edgeport.pipeline:ExportResult",
+    "CompressionRequest": "edgeport.compression.request:CompressionRequest",
     "conversion_cache": "edgeport.intermediates:conversion_cache",
+    "estimating_on": "edgeport.targets.devices:estimating_on",
     "load_profile": "edgeport.targets.profile:load_profile",
     "ModelSource": "edgeport.source:ModelSource",
     "Report": "edgeport.validation.report:Report",
@@ -52,6 +56,6 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["Artifact", "ConfigError", "ConversionError", "EdgeportError", "ExportResult", "Format",
+__all__ = ["Artifact", "CompressionRequest", "ConfigError", "ConversionError", "EdgeportError", "ExportResult", "Format",
            "MissingDependencyError", "ModelLoadError", "ModelSource", "Report", "RuntimeLoadError",
-           "UnknownNameError", "__version__", "conversion_cache", "export", "load_profile", "register_format", "run", "validate"]
+           "UnknownNameError", "__version__", "conversion_cache", "estimating_on", "export", "load_profile", "register_format", "run", "validate"]

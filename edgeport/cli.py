@@ -18,6 +18,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"edgeport {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    d = sub.add_parser("devices", help="list the devices latency can be estimated for")
+    d.add_argument("--json", action="store_true", help="print JSON")
+
     t = sub.add_parser("targets", help="list target profiles")
     t.add_argument("--json", action="store_true", help="print JSON")
     t.add_argument("--ops", metavar="TARGET", help="list the ops the target's validation runtime runs "
@@ -31,7 +34,24 @@ def _parser() -> argparse.ArgumentParser:
                    "(default: the target's)")
     e.add_argument("--sparsity", type=float, help="magnitude pruning level in [0, 1) (default: the target's)")
     e.add_argument("--pruning-scope", choices=("layer", "global"), help="per-layer or global magnitude ranking")
+    e.add_argument("--pruning-schedule", choices=("one-shot", "gradual"),
+                   help="magnitude pruning at once, or gradually while --recover trains")
+    e.add_argument("--prune-channels", type=float, metavar="R",
+                   help="structured pruning: remove this share of conv channels / MLP neurons, in [0, 0.95]")
+    e.add_argument("--channel-multiple", type=int, metavar="N",
+                   help="round kept channel counts to a multiple of N (default: the target's)")
+    e.add_argument("--low-rank", type=float, metavar="E",
+                   help="factorize Linear / 1x1 conv layers by SVD, keeping this share of energy (e.g. 0.9)")
+    e.add_argument("--recover", choices=("kd", "finetune", "none"),
+                   help="after lossy compression: distil from the original model (labels optional), "
+                        "fine-tune on labels, or nothing")
+    e.add_argument("--recover-time", type=float, metavar="S", help="seconds recovery may train (default 120)")
+    e.add_argument("--train-data", metavar="FILE.npz",
+                   help="what recovery trains on (inputs like --data, labels optional; default: a sample's "
+                        "own train split); the --data eval split is never trained on")
     e.add_argument("--data", help="FILE.npz: inputs named like the model's (or x), optional labels")
+    e.add_argument("--device", action="append", metavar="NAME", help="also estimate latency on this device "
+                   "(repeatable): a name from 'edgeport devices' or a device TOML file")
     e.add_argument("-o", "--out", default="out", help="output folder for bundles (default: out)")
     e.add_argument("--json", action="store_true", help="print the report(s) as JSON")
     e.add_argument("--junit", metavar="FILE.xml", help="also write the checks as JUnit XML (for CI)")
@@ -40,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="re-check bundles: hashes, re-run on golden inputs, tolerances")
     v.add_argument("bundles", nargs="+", metavar="BUNDLE")
     v.add_argument("--verify", metavar="PUBKEY", help="also require a valid signature by this public key file")
+    v.add_argument("--device", action="append", metavar="NAME", help="also estimate latency on this device "
+                   "(repeatable): a name from 'edgeport devices' or a device TOML file")
     v.add_argument("--json", action="store_true", help="print the report(s) as JSON")
     v.add_argument("--junit", metavar="FILE.xml", help="also write the checks as JUnit XML (for CI)")
     v.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
@@ -85,6 +107,26 @@ def _cmd_targets(args: argparse.Namespace) -> int:
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     return 0
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from .targets.devices import builtin_devices
+
+    devices = builtin_devices()
+    if args.json:
+        print(json.dumps([d.to_dict() for d in devices.values()], indent=2))
+        return 0
+    rows = [("DEVICE", "NAME", "SOC", "THREADS", "FP32 GFLOP/S", "INT8 GOP/S", "ACCELERATORS")]
+    rows += [(d.name, d.display, d.soc, str(d.threads), _peak(d.peak("fp32")), _peak(d.peak("int8")),
+              ", ".join(a.name for a in d.accelerators) or "-") for d in devices.values()]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def _peak(x: float | None) -> str:
+    return "n/p" if x is None else f"{x:.1f}"
 
 
 def _print_ops(profile: object, as_json: bool) -> int:
@@ -153,15 +195,23 @@ def _exit_code(produced: list[bool], passed: list[bool]) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     import time
 
+    from .compression.request import CompressionRequest
     from .pipeline import export
     from .progress import Progress
     from .validation.render import render_report, render_summary
 
     _check_writable(args.junit)
     t0 = time.perf_counter()
-    results = export(args.model, args.target, precision=args.precision, sparsity=args.sparsity,
-                     pruning_scope=args.pruning_scope, data=args.data, out_dir=args.out,
-                     progress=Progress(enabled=not args.quiet and not args.json))
+    request = CompressionRequest(sparsity=args.sparsity, pruning_scope=args.pruning_scope,
+                                 pruning_schedule=args.pruning_schedule, prune_channels=args.prune_channels,
+                                 channel_multiple=args.channel_multiple, low_rank=args.low_rank,
+                                 recover=args.recover, recover_time=args.recover_time)
+    from .targets.devices import estimating_on
+
+    with estimating_on(args.device or ()):
+        results = export(args.model, args.target, precision=args.precision, compression=request, data=args.data,
+                         train_data=args.train_data, out_dir=args.out,
+                         progress=Progress(enabled=not args.quiet and not args.json))
     seconds = time.perf_counter() - t0
     if args.junit:
         from .validation.junit import write_junit
@@ -194,11 +244,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from .validation.render import render_report
 
     _check_writable(args.junit)
+    from .targets.devices import load_device
+
+    for name in args.device or ():   # a bad --device is bad input, before any bundle is read
+        load_device(name)
     reports, errors = [], []
     for b in args.bundles:
         try:
             reports.append((b, validate_bundle(b, Progress(enabled=not args.quiet and not args.json),
-                                               public_key=args.verify)))
+                                               public_key=args.verify, devices=args.device)))
         except EdgeportError as exc:  # one unreadable bundle does not stop the others
             errors.append((b, str(exc)))
     if args.junit:
@@ -232,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # what converters print (TensorFlow's C++ lines, coremltools' bars and notices...) goes to each
     # target's log file, not here: the library does that for the API and the CLI alike
-    handler = {"targets": _cmd_targets, "export": _cmd_export, "validate": _cmd_validate, "run": _cmd_run,
+    handler = {"devices": _cmd_devices, "targets": _cmd_targets, "export": _cmd_export, "validate": _cmd_validate, "run": _cmd_run,
                "sign": _cmd_sign, "keygen": _cmd_keygen}
     from .validation.staging import Terminated, sigterm_as_interrupt
 

@@ -6,7 +6,7 @@ import re
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .compression import StepContext, compress
+from .compression.request import CompressionRequest
 from .intermediates import active_cache
 from .data import Dataset, check_against, load_npz
 from .errors import ConfigError, ConversionError, EdgeportError, ModelLoadError
@@ -24,7 +25,8 @@ from .progress import Progress
 from .size_reference import fp32_bytes
 from .source import ModelSource, load_source
 from .target_log import log_path, target_log
-from .targets.profile import TARGET_NAMES, Plan, load_profile, resolve_plan
+from .targets.devices import requested_devices
+from .targets.profile import TARGET_NAMES, Plan, load_profile, resolve_plan, with_devices
 from .validation.bundle import GOLDEN, REPORT, write_manifest
 from .validation.golden import Golden, write_golden
 from .validation.staging import staging, sweep_stale
@@ -67,6 +69,8 @@ class _Call:
     out_dir: Path
     progress: Progress
     shared_dir: Path
+    #: compressed modules (and their step reports) by plan, made once per call
+    compressed: dict[Any, Any] = field(default_factory=dict)
 
 
 def expand_targets(targets: Sequence[str]) -> list[str]:
@@ -146,14 +150,14 @@ def _bundle_name(model: str, target: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{model}-{target}")
 
 
-def resolve_plans(targets: Sequence[str], precision: str | None = None, sparsity: float | None = None,
-                  pruning_scope: str | None = None) -> list[Plan]:
+def resolve_plans(targets: Sequence[str], precision: str | None = None,
+                  compression: CompressionRequest | None = None) -> list[Plan]:
     """Every target's plan, checked before any work: a bad name, profile or override is an error
     here, with nothing written."""
     names = expand_targets(targets)
     if not names:
         raise ConfigError("no target given; see 'edgeport targets'")
-    plans = [resolve_plan(load_profile(t), precision, sparsity, pruning_scope) for t in names]
+    plans = [resolve_plan(load_profile(t), precision, compression) for t in names]
     seen: dict[str, str] = {}
     for name, plan in zip(names, plans):
         if plan.target in seen:
@@ -164,28 +168,42 @@ def resolve_plans(targets: Sequence[str], precision: str | None = None, sparsity
 
 
 def export(model: str | ModelSource, targets: Sequence[str], *, precision: str | None = None,
-           sparsity: float | None = None, pruning_scope: str | None = None,
-           data: str | Path | Dataset | None = None, out_dir: str | Path = "out",
-           progress: Progress | None = None) -> list[ExportResult]:
+           compression: CompressionRequest | None = None,
+           data: str | Path | Dataset | None = None, train_data: str | Path | Dataset | None = None,
+           out_dir: str | Path = "out", progress: Progress | None = None) -> list[ExportResult]:
     """Export ``model`` for each target, validate each artifact and write one bundle per target.
+    Inside an ``estimating_on(devices)`` block every report also has latency estimates for them.
 
     Every input problem (target, precision, model, data) is raised before anything is written.
     After that every target runs: one that cannot be produced becomes an :class:`ExportResult`
     with its ``error`` (and no bundle); a check that fails does not raise either — the bundle is
     written and its report says ``passed: false``.
 
+    ``compression`` (e.g. ``CompressionRequest(prune_channels=0.5, recover="kd")``) changes the
+    profiles' compression steps; ``train_data`` is what a recovery step trains on (default: a sample
+    model's own train split) — the eval ``data`` never is.
+
     Intermediate conversions (the source's ONNX file, the TensorFlow SavedModel, the fp32 size
     reference) live in a temporary folder for this call, or under :func:`conversion_cache`.
     """
     progress = progress or Progress(False)
-    plans = resolve_plans(targets, precision, sparsity, pruning_scope)
+    plans = [with_devices(p, requested_devices()) for p in resolve_plans(targets, precision, compression)]
     with progress.step(f"load model {model if isinstance(model, str) else model.name}"):
         source = prepare_source(model, data)
+        if any(plan.compression for plan in plans) and source.module is None:
+            raise ModelLoadError("compression needs a PyTorch source (module or .pt2), not an ONNX file")
+        if train_data is not None:
+            source = replace(source, train_data=_train_data(source, train_data))
+        elif any(s.kind == "distill" for plan in plans for s in plan.compression) and source.train_data is None:
+            raise ConfigError("recovery (--recover) needs train data: pass --train-data FILE.npz (inputs named "
+                              "like the model's, labels optional); the eval data (--data) is never trained on")
     golden, golden_desc = golden_inputs(source)
     with progress.step(f"reference outputs on {len(golden)} samples"):
         reference = reference_outputs(source, golden)
     # each labelled output's kind follows from its shape: labels that fit none are refused here
     check_labels(source.eval_data, {name: out.shape[1:] for name, out in reference.items()})
+    if train_data is not None:  # the user's train labels, checked like the eval labels
+        check_labels(source.training_data(), {name: out.shape[1:] for name, out in reference.items()})
     results = []
     if Path(out_dir).is_dir():
         sweep_stale(out_dir)  # what killed exports left behind
@@ -220,23 +238,70 @@ def _run_target(call: _Call, plan: Plan) -> ExportResult:
             return ExportResult(plan.target, None, None, err, time.perf_counter() - t0, log=log)
 
 
+def _train_data(source: ModelSource, data: str | Path | Dataset) -> Dataset:
+    ds = data if isinstance(data, Dataset) else load_npz(data, source.input_names)
+    check_against(ds, [(s.name, s.shape, s.dtype) for s in source.input_specs])
+    return ds
+
+
+def output_roles(source: ModelSource, reference: dict[str, np.ndarray],
+                 labelled: Dataset | None) -> tuple[tuple[str, str, int | None], ...]:
+    """(name, kind, class axis) of every output, for distillation: the kind labels give it, else a
+    classifier's logits, a value per sample (regression), or anything else (an embedding)."""
+    kinds = {o.name: o for o in check_labels(labelled, {n: v.shape[1:] for n, v in reference.items()})}
+    roles = []
+    for name, value in reference.items():
+        if name in kinds:
+            roles.append((name, kinds[name].kind, kinds[name].class_axis))
+        elif name == source.classifier_output:
+            roles.append((name, "classification", 1))
+        elif value[0].size == 1:
+            roles.append((name, "regression", None))
+        else:
+            roles.append((name, "embedding", None))
+    return tuple(roles)
+
+
 def _compressed(call: _Call, plan: Plan) -> tuple[Any, Golden, Compression | None, float]:
     """The plan's compression steps applied to the source module, and the golden set's reference
-    outputs of the compressed model."""
+    outputs of the compressed model. The same plan on the same source is compressed once per call
+    (recovery can take minutes)."""
     source = call.source
     if not plan.compression:
         return source.module, call.golden, None, 0.0
-    if source.module is None:
-        raise ModelLoadError("compression needs a PyTorch source (module or .pt2), not an ONNX file")
-    calib = source.calibration_data or source.eval_data
-    if calib is not None:
-        calib = Dataset({n: calib.inputs[n] for n in source.input_names}, calib.labels, calib.description)
-    with call.progress.step("compress: " + ", ".join(s.kind for s in plan.compression)):
-        module, steps = compress(source.module, plan.compression,
-                                 StepContext(teacher=source.module, calibration=calib))
+    key = (tuple(repr(s) for s in plan.compression), plan.channel_multiple)
+    if key not in call.compressed:
+        call.compressed[key] = _compress(call, plan)
+    module, steps = call.compressed[key]
+    with call.progress.step("reference outputs of the compressed model"):
         converted = reference_outputs(source, call.golden.data, module)
     golden = Golden(call.golden.data, call.golden.reference, converted)
-    return module, golden, Compression(tuple(s.to_dict() for s in steps)), max(s.zeros for s in steps)
+    recovery = next((s.stats for s in steps if s.kind == "distill"), None)
+    return (module, golden, Compression(tuple(s.to_dict() for s in steps), recovery),
+            max(s.zeros for s in steps))
+
+
+def _compress(call: _Call, plan: Plan) -> tuple[Any, list[Any]]:
+    import torch
+
+    source = call.source
+    train = source.training_data() if any(s.kind == "distill" for s in plan.compression) else None
+    if train is not None:
+        check_against(train, [(s.name, s.shape, s.dtype) for s in source.input_specs])
+    # statistics (BatchNorm re-estimation, importance) come from the train split when there is
+    # one: with --data alone the calibration data is the eval data
+    calib = train if train is not None else source.calibration_data or source.eval_data
+    if calib is not None:
+        calib = Dataset({n: calib.inputs[n] for n in source.input_names}, None, calib.description)
+    context = StepContext(
+        teacher=source.module, calibration=calib, train=train,
+        example=tuple(torch.from_numpy(np.ascontiguousarray(x)) for x in source.example_inputs),
+        channel_multiple=plan.channel_multiple, seed=0,
+        outputs=output_roles(source, call.golden.reference, train if train is not None and train.has_labels
+                             else source.eval_data),
+        note=call.progress.note)
+    with call.progress.step("compress: " + ", ".join(s.kind for s in plan.compression)):
+        return compress(source.module, plan.compression, context)
 
 
 def _export_one(call: _Call, plan: Plan) -> tuple[Path, Report]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -14,7 +14,7 @@ from .formats import Artifact, get_format
 from .pipeline import RUN_TIMEOUT_S
 from .precision import Precision
 from .progress import Progress
-from .targets.profile import Plan
+from .targets.profile import Plan, with_devices
 from .validation.bundle import GOLDEN, MANIFEST_MAX_BYTES, REPORT, check_integrity, read_inside
 from .validation.golden import read_golden
 from .validation.judge import Subject, evaluate
@@ -23,10 +23,11 @@ from .version import __version__
 
 
 def validate_bundle(bundle: str | Path, progress: Progress | None = None,
-                    public_key: str | Path | None = None) -> Report:
+                    public_key: str | Path | None = None, devices: Sequence[str] | None = None) -> Report:
     """Re-hash every file (and, with ``public_key``, verify the bundle's signature), then re-run
     the artifact on the golden inputs and re-apply the tolerances and budgets. Nothing is parsed
-    or run once integrity or the signature fails."""
+    or run once integrity or the signature fails. ``devices`` adds latency estimates for them to
+    the ones the bundle's plan names."""
     progress = progress or Progress(False)
     root = Path(bundle)
     integrity = check_integrity(root)
@@ -44,6 +45,7 @@ def validate_bundle(bundle: str | Path, progress: Progress | None = None,
                           version=__version__)
     except (KeyError, TypeError, IndexError, AttributeError, EdgeportError) as exc:
         raise ModelLoadError(f"{root / 'manifest.json'} is not a readable edgeport manifest: {exc}") from exc
+    plan = with_devices(plan, devices)
     checks = [Check("integrity", integrity.ok, integrity.detail())]
     if public_key is not None:
         from .validation.signing import verify_bundle_signature

@@ -37,7 +37,9 @@ class ModelSource:
 
     ``example_inputs`` are numpy arrays with a leading batch axis of 1 — the shape exported.
     ``eval_data`` (labelled or not) is used for parity, the task metric and golden inputs;
-    ``calibration_data`` for static quantization (defaults to ``eval_data``).
+    ``calibration_data`` for static quantization (defaults to ``eval_data``); ``train_data``
+    (a Dataset, or a function making one on first use) is what compression's recovery may train
+    on — never the eval data.
     """
 
     name: str
@@ -51,6 +53,7 @@ class ModelSource:
     onnx_path: Path | None = None
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    train_data: "Dataset | Callable[[], Dataset] | None" = None
 
     def __post_init__(self) -> None:
         self.example_inputs = tuple(_to_numpy(x) for x in self.example_inputs)
@@ -137,6 +140,12 @@ class ModelSource:
                 h.update(k.encode())
                 h.update(v.detach().cpu().contiguous().numpy().tobytes())
         return "sha256:" + h.hexdigest()
+
+    def training_data(self) -> Dataset | None:
+        """The train split recovery learns from (made on first use when it is a function)."""
+        if callable(self.train_data):
+            self.train_data = self.train_data()
+        return self.train_data
 
     def with_data(self, data: Dataset | None) -> "ModelSource":
         """A copy whose eval (and calibration) data are the user's ``--data``."""

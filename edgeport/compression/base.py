@@ -57,6 +57,9 @@ class StepContext:
     channel_multiple: int = 1
     seed: int = 0
     earlier: tuple["CompressionStep", ...] = ()
+    #: (name, kind, class axis) of every model output, in order; kind is "classification",
+    #: "segmentation", "regression" or "embedding" (what a distillation loss matches)
+    outputs: tuple[tuple[str, str, int | None], ...] = ()
     #: progress.note-style callback for long steps (``None``: silent)
     note: Any = None
 
@@ -72,6 +75,7 @@ class CompressionStep(Protocol):
 #: step kind -> "module:Class"; the classes are light to import (torch is imported in ``apply``)
 STEPS: dict[str, str] = {
     "magnitude": "edgeport.compression.magnitude:MagnitudePruning",
+    "distill": "edgeport.compression.distill:Distillation",
 }
 
 

@@ -18,6 +18,9 @@ from ._storage import data_path, load_state, read_npz, weights_path
 
 NAME = "digits_cnn"
 DATA_STEM = "digits_eval"
+#: the training split, shipped for compression's recovery: pixel values 0..16 as uint8 (the
+#: model's input is value / 16, the same floats ``make_splits`` gives)
+TRAIN_STEM = "digits_train"
 SPLIT_SEED = 0
 CALIB_SAMPLES = 256
 
@@ -65,8 +68,16 @@ def load() -> ModelSource:
     return ModelSource(
         name=NAME, module=module, example_inputs=(arrays["x"][:1].copy(),),
         input_names=("x",), output_names=("logits",), task="classification",
-        eval_data=eval_data, calibration_data=calib,
+        eval_data=eval_data, calibration_data=calib, train_data=load_train,
         description=(f"CNN on sklearn 8x8 digits, {meta['parameters']:,} params, "
                      f"held-out top-1 {meta['accuracy']:.4f} ({meta['eval_samples']} images)"),
         extra={"accuracy": meta["accuracy"]},
     )
+
+
+def load_train() -> Dataset:
+    """The 80 % training split (labelled) the shipped weights were trained on."""
+    arrays = read_npz(data_path(TRAIN_STEM))
+    x = arrays["pixels"].astype(np.float32) / 16.0
+    return Dataset({"x": x}, arrays["labels"].astype(np.int64),
+                   description=f"sklearn digits, training 80% ({len(x)} images)")

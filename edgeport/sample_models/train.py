@@ -89,6 +89,8 @@ def train_digits() -> float:
     acc = accuracy(_predict(module, s["x"]), s["labels"])
     DATA_DIR.mkdir(exist_ok=True)
     np.savez_compressed(data_path(digits_cnn.DATA_STEM), x=s["x"], labels=s["labels"], calib_x=s["calib_x"])
+    np.savez_compressed(data_path(digits_cnn.TRAIN_STEM), pixels=np.rint(s["train_x"] * 16).astype(np.uint8),
+                        labels=s["train_labels"].astype(np.uint8))
     _save(digits_cnn.NAME, module, acc, len(s["x"]),
           data="sklearn load_digits, stratified 80/20 split, random_state=0")
     return acc

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..compression import CompressionStep, parse_step, step_to_dict
+from ..compression.request import CompressionRequest, check_order, merged_steps
 from ..errors import ConfigError, EdgeportError, ModelLoadError, UnknownNameError
 from ..formats import FormatOptions, get_format
 from ..precision import Precision
 from ..strict import check_keys, coerce, from_table, limits, to_table
-from .tolerances import Tolerance, parse_tolerance, tolerance_for
+from .tolerances import ACCURACY_DROP_CEILING, Tolerance, parse_tolerance, tolerance_for
 
 TARGET_NAMES = ("local-onnx", "android-tflite", "ios-coreml", "browser-tfjs")
 #: a profile file larger than this is not a profile
@@ -34,10 +35,17 @@ class LatencySettings:
 
 @dataclass(frozen=True)
 class Budgets:
-    """0 means no budget."""
+    """0 means no budget for size and latency. ``accuracy_drop_max`` is what compression (the
+    torch-level steps) may cost against the original model on labelled data — judged apart from
+    the precision's conversion tolerance."""
 
     max_artifact_bytes: int = field(default=0, metadata=limits(min=0, unit="bytes"))
     max_p50_ms: float = field(default=0.0, metadata=limits(min=0.0, unit="ms"))
+    accuracy_drop_max: float = field(default=0.01, metadata=limits(
+        min=0.0, max=ACCURACY_DROP_CEILING, unit="(a fraction: 0.01 = 1 point)"))
+    #: the same for regression outputs: MAE increase as a fraction of the labels' standard deviation
+    regression_mae_increase_max: float = field(default=0.05, metadata=limits(
+        min=0.0, max=1.0, unit="(a fraction of the labels' standard deviation)"))
 
 
 @dataclass(frozen=True)
@@ -47,9 +55,18 @@ class Device:
     name: str = ""
     #: lowest Android API level the app supports (NNAPI coverage is judged there)
     min_api_level: int | None = field(default=None, metadata=limits(min=27, max=40))
+    #: named devices (``edgeport devices``) or device TOML files to estimate latency on
+    estimate: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.estimate:
+            from .devices import load_device
+
+            for name in self.estimate:   # an unknown name or a bad device file: one line naming it
+                load_device(name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in to_table(self).items() if v is not None}
+        return {k: v for k, v in to_table(self).items() if v is not None and v != []}
 
 
 @dataclass(frozen=True)
@@ -68,6 +85,9 @@ class Profile:
     device: Device = Device()
     options: FormatOptions = FormatOptions()
     source: str = "builtin"
+    #: kept channel counts of structured pruning are rounded to this multiple (the vector width
+    #: the target's CPU kernels work in)
+    channel_multiple: int = 8
 
     @property
     def sparsity(self) -> float:
@@ -90,6 +110,7 @@ class Plan:
     device: Device
     options: FormatOptions
     profile_source: str
+    channel_multiple: int = 8
 
     @property
     def sparsity(self) -> float:
@@ -102,7 +123,7 @@ class Plan:
                 "extra_runtimes": list(self.extra_runtimes), "latency": to_table(self.latency),
                 "budgets": to_table(self.budgets), "tolerance": self.tolerance.to_dict(),
                 "device": self.device.to_dict(), "options": self.options.to_dict(),
-                "profile_source": self.profile_source}
+                "profile_source": self.profile_source, "channel_multiple": self.channel_multiple}
 
     @classmethod
     def from_dict(cls, d: Any) -> "Plan":
@@ -111,7 +132,8 @@ class Plan:
             if not isinstance(d, dict):
                 raise ConfigError("not a table")
             check_keys("plan", d, ["target", "format", "runtime", "precision", "compression", "extra_runtimes",
-                                   "latency", "budgets", "tolerance", "device", "options", "profile_source"])
+                                   "latency", "budgets", "tolerance", "device", "options", "profile_source",
+                                   "channel_multiple"])
             fmt = get_format(coerce("plan", "format", d.get("format"), str))
             runtime = coerce("plan", "runtime", d.get("runtime"), str)
             extra = coerce("plan", "extra_runtimes", d.get("extra_runtimes", []), tuple[str, ...])
@@ -127,7 +149,8 @@ class Plan:
                        tolerance=parse_tolerance(d.get("tolerance") or {}, "plan tolerance"),
                        device=from_table(Device, d.get("device"), "plan device"),
                        options=fmt.options.from_dict(d.get("options"), "plan options"),
-                       profile_source=coerce("plan", "profile_source", d.get("profile_source", ""), str))
+                       profile_source=coerce("plan", "profile_source", d.get("profile_source", ""), str),
+                       channel_multiple=_channel_multiple("plan", d.get("channel_multiple", 8)))
         except EdgeportError as exc:
             raise ModelLoadError(f"the bundle's plan is malformed: {exc}") from exc
         except TypeError as exc:
@@ -140,7 +163,14 @@ def compression_sparsity(steps: Sequence[CompressionStep]) -> float:
 
 _TOP_KEYS = ["name", "description", "format", "runtime", "precisions", "default_precision", "sparsity",
              "pruning_scope", "compression", "extra_runtimes", "latency", "budgets", "tolerances", "device",
-             "options"]
+             "options", "channel_multiple"]
+
+
+def _channel_multiple(where: str, value: Any) -> int:
+    n = coerce(where, "channel_multiple", value, int)
+    if not 1 <= n <= 256:
+        raise ConfigError(f"{where}: channel_multiple {n} must be between 1 and 256")
+    return n
 
 
 def _check_runtimes(where: str, fmt_name: str, runtime: str, extra: Sequence[str]) -> None:
@@ -193,7 +223,8 @@ def parse_profile(data: Mapping[str, Any], source: str) -> Profile:
                    latency=from_table(LatencySettings, data.get("latency"), f"{where} [latency]"),
                    budgets=from_table(Budgets, data.get("budgets"), f"{where} [budgets]"),
                    tolerances=tolerances, device=from_table(Device, data.get("device"), f"{where} [device]"),
-                   options=fmt.options.from_dict(data.get("options"), f"{where} [options]"), source=source)
+                   options=fmt.options.from_dict(data.get("options"), f"{where} [options]"), source=source,
+                   channel_multiple=_channel_multiple(where, data.get("channel_multiple", 8)))
 
 
 def _compression(data: Mapping[str, Any], where: str) -> tuple[CompressionStep, ...]:
@@ -211,6 +242,10 @@ def _compression(data: Mapping[str, Any], where: str) -> tuple[CompressionStep, 
         step = parse_step(table, f"{where} (sparsity / pruning_scope)")
         if getattr(step, "sparsity", 0.0) > 0:
             steps.insert(0, step)
+    try:
+        check_order(steps)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     return tuple(steps)
 
 
@@ -244,12 +279,12 @@ def load_profile(name_or_path: str | Path) -> Profile:
     return profiles[s]
 
 
-def resolve_plan(profile: Profile, precision: str | None = None, sparsity: float | None = None,
-                 pruning_scope: str | None = None) -> Plan:
+def resolve_plan(profile: Profile, precision: str | None = None,
+                 compression: CompressionRequest | None = None) -> Plan:
     """Apply CLI overrides within what the target allows; refuse the impossible, listing the possible.
 
-    ``sparsity`` (and ``pruning_scope``) replace the profile's magnitude-pruning step; a sparsity
-    of 0 removes it.
+    ``compression`` (flags such as ``--sparsity``, ``--prune-channels``, ``--recover``) changes or
+    adds the profile's steps; a level of 0 removes one (see :mod:`edgeport.compression.request`).
     """
     if precision is not None and not str(precision).strip():
         raise ConfigError("--precision is empty; give one of: " + ", ".join(p.value for p in profile.precisions))
@@ -257,23 +292,20 @@ def resolve_plan(profile: Profile, precision: str | None = None, sparsity: float
     if prec not in profile.precisions:
         raise ConfigError(f"target {profile.name} does not support precision {prec.value!r}; "
                           f"supported: {', '.join(p.value for p in profile.precisions)}")
-    steps = list(profile.compression)
-    if sparsity is not None or pruning_scope is not None:
-        current = next((s for s in steps if s.kind == "magnitude"), None)
-        base = {"sparsity": getattr(current, "sparsity", 0.0), "scope": getattr(current, "scope", "layer")}
-        if sparsity is not None:
-            base["sparsity"] = sparsity
-        if pruning_scope is not None:
-            base["scope"] = pruning_scope
-        step = parse_step({"kind": "magnitude", **base}, "--sparsity / --pruning-scope")
-        steps = [s for s in steps if s.kind != "magnitude"]
-        if getattr(step, "sparsity", 0.0) > 0:
-            steps.insert(0, step)
+    steps = merged_steps(profile.compression, compression)
     tolerance = profile.tolerances.get(prec) or tolerance_for(prec)
     return Plan(target=profile.name, format=profile.format, runtime=profile.runtime, precision=prec,
-                compression=tuple(steps), extra_runtimes=profile.extra_runtimes, latency=profile.latency,
+                compression=steps, extra_runtimes=profile.extra_runtimes, latency=profile.latency,
                 budgets=profile.budgets, tolerance=tolerance, device=profile.device, options=profile.options,
-                profile_source=profile.source)
+                profile_source=profile.source, channel_multiple=profile.channel_multiple)
+
+
+def with_devices(plan: Plan, devices: Sequence[str] | None) -> Plan:
+    """``plan`` also estimating latency on ``devices`` (``--device``; checked like the profile's)."""
+    if not devices:
+        return plan
+    names = tuple(dict.fromkeys((*plan.device.estimate, *devices)))
+    return replace(plan, device=replace(plan.device, estimate=names))
 
 
 def with_options(plan: Plan, **options: Any) -> Plan:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gzip
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -115,11 +115,10 @@ def _vs_original(reference: Mapping[str, np.ndarray], actual: Mapping[str, np.nd
     """The compressed artifact against the *original* model, on every output: a check of its own
     with :data:`COMPRESSION_TOLERANCE` (compression is meant to change outputs a little; labelled
     data judges how much that costs, this catches an output it ruined, labels or not)."""
-    from dataclasses import replace
-
     loose = replace(plan, tolerance=COMPRESSION_TOLERANCE)
     parity, checks = parity_of(reference, actual, loose, subject)
-    return parity, [Check(f"vs_original:{c.name}", c.passed, c.detail.replace("lut4", "compression"))
+    return parity, [Check(f"vs_original:{c.name}", c.passed,
+                          c.detail.replace(f"{plan.precision.value} tolerance", "compression tolerance"))
                     for c in checks]
 
 
@@ -183,15 +182,44 @@ def _ops_check(artifact: "Artifact", plan: "Plan") -> tuple[Any, Check | None]:
 
 
 def _accuracy(golden: "Golden", actual: Mapping[str, np.ndarray],
-              plan: "Plan") -> tuple[Accuracy | None, list[Check]]:
-    """Task metrics of every labelled output, always against the original model's outputs."""
+              plan: "Plan") -> tuple[Accuracy | None, list[Check], Accuracy | None]:
+    """Task metrics of every labelled output, always against the original model's outputs.
+
+    With compression the artifact may lose the compression budget plus the precision's
+    conversion tolerance; the compressed torch model against the original is judged on its own
+    (checks ``compression:*``, within ``[budgets]``) and returned third."""
     if not golden.data.has_labels:
-        return None, []
+        return None, [], None
     try:
         labels = golden.data.labels_for(list(golden.reference))
     except ModelLoadError as exc:  # checked at export; only a rewritten bundle gets here
-        return None, [Check("labels", False, str(exc))]
-    return judge_task(golden.reference, actual, labels, plan.tolerance)
+        return None, [Check("labels", False, str(exc))], None
+    if golden.converted_reference is None:
+        return (*judge_task(golden.reference, actual, labels, plan.tolerance), None)
+    tol, budget = plan.tolerance, plan.budgets
+    total = replace(tol, accuracy_drop_max=round(tol.accuracy_drop_max + budget.accuracy_drop_max, 6),
+                    regression_mae_increase_max=round(tol.regression_mae_increase_max
+                                                      + budget.regression_mae_increase_max, 6))
+    accuracy, checks = judge_task(golden.reference, actual, labels, total)
+    checks = [Check(c.name, c.passed, c.detail + " — compression budget and conversion tolerance together")
+              for c in checks]
+    own = replace(tol, accuracy_drop_max=budget.accuracy_drop_max,
+                  regression_mae_increase_max=budget.regression_mae_increase_max)
+    compressed, cchecks = judge_task(golden.reference, golden.converted_reference, labels, own)
+    checks += [Check(f"compression:{c.name}", c.passed, c.detail + " (compressed torch model vs the original)")
+               for c in cchecks]
+    return accuracy, checks, compressed
+
+
+def _with_estimates(latency: Latency, artifact: "Artifact", plan: "Plan", progress: Progress) -> Latency:
+    """The plan's devices' latency estimates (:mod:`.estimate`) added to the measured latency."""
+    if not plan.device.estimate:
+        return latency
+    from .estimate import estimate
+
+    with progress.step(f"estimate latency on {', '.join(plan.device.estimate)}"):
+        found = estimate(artifact.format, artifact.path, plan.precision.value, plan.device.estimate)
+    return replace(latency, estimates=tuple(e.to_dict() for e in found))
 
 
 def _budget_checks(plan: "Plan", size: Size, latency: Latency) -> list[Check]:
@@ -219,6 +247,7 @@ def evaluate(artifact: "Artifact", plan: "Plan", golden: "Golden", subject: Subj
     checks = [ops_check] if ops_check else []
 
     actual, latency, runtime_facts = run_runtime(plan.runtime, artifact, plan, golden.data, progress)
+    latency = _with_estimates(latency, artifact, plan, progress)
     io_facts = runtime_facts.pop("_io")
     actual, layouts = to_source_layout(parity_ref, actual)
     parity, pchecks = parity_of(parity_ref, actual, plan, subject)
@@ -231,8 +260,12 @@ def evaluate(artifact: "Artifact", plan: "Plan", golden: "Golden", subject: Subj
                     runtime=plan.runtime, golden_inputs=subject.golden_inputs, vs_original=vs_original,
                     runtime_facts={**runtime_facts, "output_layout": layouts})
     checks += pchecks
-    accuracy, achecks = _accuracy(golden, actual, plan)
+    accuracy, achecks, compressed_accuracy = _accuracy(golden, actual, plan)
     checks += achecks
+    if compression is not None:
+        compression = replace(compression, accuracy=compressed_accuracy,
+                              budget={"accuracy_drop_max": plan.budgets.accuracy_drop_max,
+                                      "regression_mae_increase_max": plan.budgets.regression_mae_increase_max})
 
     extra_runs = []
     for name in plan.extra_runtimes:

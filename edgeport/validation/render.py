@@ -37,6 +37,15 @@ def _task_line(o: dict[str, Any]) -> str:
     return line + f"  agreement {_f(o.get('agreement'))}  {'ok' if o['passed'] else 'FAIL'}"
 
 
+def _estimate_line(e: dict[str, Any]) -> str:
+    """One device estimate: where, the figure and its 80 % interval (or why there is none), the grade."""
+    where = f"{e['device']} {e['runtime']} {e['precision']}" + (f" {e['threads']} thr" if e.get("threads") else "")
+    if e.get("p50_ms") is None:
+        return f"{where}: no estimate (grade D: {e['basis']})"
+    spread = "" if e["low_ms"] == e["high_ms"] else f" [{_f(e['low_ms'], '.3g')}–{_f(e['high_ms'], '.3g')}]"
+    return f"{where}: {_f(e['p50_ms'], '.3g')} ms{spread} grade {e['grade']}"
+
+
 def render_report(report: Report, bundle: str | None = None) -> str:
     """The report as the lines a person reads (figures from its JSON form)."""
     r = report.to_dict()
@@ -65,6 +74,8 @@ def render_report(report: Report, bundle: str | None = None) -> str:
     if lat:
         lines.append(f"  latency   p50 {_f(lat.get('p50_ms'), '.3f')} ms  p90 {_f(lat.get('p90_ms'), '.3f')} ms  "
                      f"({lat.get('provenance')}: {lat.get('where')}; load {_f(lat.get('load_ms'), '.0f')} ms)")
+    for e in lat.get("estimates") or []:
+        lines.append("  estimate  " + _estimate_line(e))
     for extra in r["runtimes"]:
         el = extra.get("latency") or {}
         ep = extra.get("parity") or {}
@@ -81,6 +92,9 @@ def render_report(report: Report, bundle: str | None = None) -> str:
         facts = ", ".join(f"{k}: {v}" for k, v in pf.items()
                           if k in ("weights", "activations", "compute", "note"))
         lines.append(f"  precision {facts}")
+    comp = r.get("compression") or {}
+    for i, step in enumerate(comp.get("steps") or []):
+        lines.append(("  compress  " if i == 0 else "            ") + _step_line(step))
     for c in report.checks:
         lines.append(f"  [{'x' if c.passed else ' '}] {c.name}: {c.detail}")
     if not report.passed and pf.get("hint"):
@@ -109,3 +123,28 @@ def render_summary(rows: Sequence[tuple[str, Report | None, str | None, str | No
     ok = sum(1 for _, rep, _, _ in rows if rep is not None and rep.passed)
     lines.append(f"{ok}/{len(rows)} targets passed in {seconds:.1f} s")
     return "\n".join(lines)
+
+
+def _step_line(step: dict) -> str:
+    """One compression step in a few figures."""
+    kind = step.get("kind")
+    if kind == "distill":
+        before, after = step.get("before") or {}, step.get("after") or {}
+        metric = next((k for k in after if k.startswith("accuracy:")), None) or \
+            next((k for k in after if k.startswith("agreement:")), "loss")
+        return (f"distill ({step.get('method')}): {step.get('epochs_run')} epochs, {_f(step.get('seconds'), '.1f')} s "
+                f"of {_f(step.get('time_budget_s'), '.0f')}, {step.get('train_samples')} train samples, "
+                f"{step.get('stopped')}; {metric} {_f(before.get(metric), '.4f')} -> {_f(after.get(metric), '.4f')} "
+                f"({step.get('validated_on')})")
+    if kind == "magnitude":
+        achieved = step.get("achieved")
+        return (f"magnitude {step.get('schedule', 'one-shot')} {step.get('scope')}: sparsity {step.get('sparsity')}"
+                + (f" (achieved {_f(achieved, '.3f')})" if achieved else ""))
+    parts = [f"{kind}"]
+    for key in ("ratio", "energy", "rank_ratio"):
+        if step.get(key) is not None:
+            parts.append(f"{key} {step[key]}")
+    for before, after, label in (("params_before", "params_after", "params"), ("macs_before", "macs_after", "MACs")):
+        if step.get(before):
+            parts.append(f"{label} {step[before]:,} -> {step[after]:,} ({step[after] / step[before]:.2f}x)")
+    return ", ".join(parts)

@@ -187,9 +187,14 @@ class Latency:
     load_ms: float
     #: what the runtime adds (TF.js: backend, version, first-inference time)
     details: Mapping[str, Any] = field(default_factory=dict)
+    #: device-style estimates (``--device``), each with its grade and basis: plain dicts of
+    #: :class:`edgeport.validation.estimate.Estimate`
+    estimates: tuple[Mapping[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if k != "details"}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("details", "estimates")}
+        if self.estimates:
+            d["estimates"] = [dict(e) for e in self.estimates]
         return {**d, **dict(self.details)}
 
 
@@ -214,9 +219,15 @@ class Compression:
 
     steps: tuple[Mapping[str, Any], ...]
     recovery: Mapping[str, Any] | None = None
+    #: the compressed torch model's task metrics against the original's (the compression budget's
+    #: figure; conversion is judged apart)
+    accuracy: "Accuracy | None" = None
+    budget: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"steps": [dict(s) for s in self.steps], "recovery": self.recovery}
+        return {"steps": [dict(s) for s in self.steps], "recovery": self.recovery,
+                "accuracy": self.accuracy.to_dict() if self.accuracy is not None else None,
+                "budget": dict(self.budget)}
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from edgeport.compression.magnitude import prune_magnitude
+from edgeport.compression.request import CompressionRequest
 from edgeport.pipeline import export
 
 
@@ -23,7 +24,8 @@ def test_achieved_sparsity(digits, scope):
 
 def test_pruned_export_reports_sparsity_and_shrinks_gzip(digits, tmp_path):
     (dense,) = export(digits, ["local-onnx"], precision="fp32", out_dir=tmp_path / "d")
-    (sparse,) = export(digits, ["local-onnx"], precision="fp32", sparsity=0.5, out_dir=tmp_path / "s")
+    (sparse,) = export(digits, ["local-onnx"], precision="fp32", compression=CompressionRequest(sparsity=0.5),
+                       out_dir=tmp_path / "s")
     r = sparse.report
     (step,) = r.compression.steps
     assert step["kind"] == "magnitude" and step["achieved"] == pytest.approx(0.5, abs=0.01)
@@ -33,8 +35,13 @@ def test_pruned_export_reports_sparsity_and_shrinks_gzip(digits, tmp_path):
     # BatchNorm statistics re-estimated after pruning: without it this model lost ~15 points
     assert step["batchnorm_recalibrated_layers"] == 3
     assert r.accuracy.drop < 0.05
+    # the artifact may lose the compression budget (1 point) plus fp32's conversion tolerance;
+    # the compressed torch model alone is held to the budget
     accuracy = next(c for c in r.checks if c.name == "accuracy_drop")
-    assert accuracy.passed == (r.accuracy.drop <= 0.002)
+    assert accuracy.passed == (r.accuracy.drop <= 0.012)
+    own = next(c for c in r.checks if c.name == "compression:accuracy_drop")
+    assert own.passed == (r.compression.accuracy.drop <= 0.01)
+    assert abs(r.compression.accuracy.drop - r.accuracy.drop) < 0.003  # fp32 conversion is exact
     # ONNX stores zeros densely: same file size, smaller gzip (what a compressed download sees)
     assert abs(r.size.artifact_bytes - dense.report.size.artifact_bytes) < 2048
     assert r.size.gzip_bytes < 0.8 * dense.report.size.gzip_bytes

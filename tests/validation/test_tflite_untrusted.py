@@ -3,7 +3,6 @@
 and a crash of the native interpreter is a named error too."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -1,0 +1,382 @@
+"""Recovery after lossy steps: knowledge distillation from the original model (or plain
+fine-tuning on labels), bounded in time, early-stopped on a split of the *train* data.
+
+The teacher is the original model; the student the compressed one. Per output the loss follows
+what the output is: a classifier's (or a per-pixel classifier's) logits are matched through
+temperature-softened probabilities, ``T² · KL(softmax(t/T) ‖ softmax(s/T))``; a regression value
+by its squared error, and any other output (an embedding) by squared error plus one minus the
+cosine — each relative to the teacher's own spread, so outputs of different scale weigh alike.
+Labels, where the train data has them, add ``(1 − α) · CE`` (or squared error) and the teacher's
+term weighs ``α``; without labels the teacher alone teaches. ``method = "finetune"`` trains on the
+labels only.
+
+Weights zeroed by an earlier magnitude step stay zero (masks are re-applied after every update);
+a ``schedule = "gradual"`` magnitude step is carried out here: its sparsity rises along
+``s · (1 − (1 − p)³)`` with training progress ``p`` (the further of steps and time), reaching the
+target at 80 % of the budget; the rest of the training adapts to the final mask.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..strict import limits
+from .base import StepContext, StepReport
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..data import Dataset
+
+#: training progress at which a gradual schedule reaches its final sparsity
+GRADUAL_END = 0.8
+#: masks are recomputed this many times along a gradual schedule
+GRADUAL_EVENTS = 16
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """Train the compressed model back towards the original on the train split."""
+
+    kind: ClassVar[str] = "distill"
+    method: str = field(default="kd", metadata=limits(choices=("kd", "finetune")))
+    temperature: float = field(default=4.0, metadata=limits(min=1.0, max=50.0))
+    #: weight of the teacher's term when labels exist (1: the teacher alone)
+    alpha: float = field(default=0.7, metadata=limits(min=0.0, max=1.0))
+    epochs: int = field(default=30, metadata=limits(min=1, max=10_000))
+    #: wall-clock seconds the training may take (validation passes included)
+    time_s: float = field(default=120.0, metadata=limits(min=1.0, max=86_400.0, unit="seconds"))
+    lr: float = field(default=1e-3, metadata=limits(min=1e-7, max=1.0))
+    batch_size: int = field(default=64, metadata=limits(min=1, max=65_536))
+    #: epochs without a better validation loss before training stops
+    patience: int = field(default=5, metadata=limits(min=1, max=1000))
+    #: share of the train data held out for early stopping
+    validation_share: float = field(default=0.1, metadata=limits(min=0.0, max=0.5))
+    #: False: ignore the train data's labels (distil from the teacher alone)
+    use_labels: bool = True
+    #: torch threads while training (0: up to 4, as the machine has)
+    threads: int = field(default=0, metadata=limits(min=0, max=256))
+
+    def apply(self, module: Any, context: StepContext) -> tuple[Any, StepReport]:
+        return recover(self, module, context)
+
+
+@dataclass
+class _Split:
+    inputs: list[Any]                      # one tensor per model input, [N, ...]
+    labels: dict[str, Any]                 # output name -> tensor [N, ...]
+
+    def __len__(self) -> int:
+        return int(self.inputs[0].shape[0]) if self.inputs else 0
+
+    def rows(self, idx: Any) -> tuple[list[Any], dict[str, Any]]:
+        return [x[idx] for x in self.inputs], {k: v[idx] for k, v in self.labels.items()}
+
+
+def recover(step: Distillation, module: Any, context: StepContext) -> tuple[Any, StepReport]:
+    import torch
+
+    data = context.train
+    if data is None or not len(data):
+        raise ConfigError("recovery (distill) needs train data: pass --train-data FILE.npz (inputs named like the "
+                          "model's, labels optional); the eval data (--data) is never trained on")
+    outputs = tuple(context.outputs)
+    if not outputs:
+        raise ConfigError("recovery (distill) needs the model's output names and kinds")
+    names = [n for n, _, _ in outputs]
+    labels = _labels(data, names, outputs) if step.use_labels or step.method == "finetune" else {}
+    if step.method == "finetune" and not labels:
+        raise ConfigError("recovery method 'finetune' needs labels in the train data; use 'kd' to learn from "
+                          "the original model without labels")
+    threads = step.threads or max(1, min(4, os.cpu_count() or 1))
+    saved_threads = torch.get_num_threads()
+    saved_det = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        return _train(step, module, context, data, outputs, labels, threads)
+    finally:
+        torch.set_num_threads(saved_threads)
+        torch.use_deterministic_algorithms(saved_det)
+
+
+def _labels(data: "Dataset", names: list[str], outputs: tuple[tuple[str, str, int | None], ...]) -> dict[str, np.ndarray]:
+    if not data.has_labels:
+        return {}
+    joined = data.labels_for(names)
+    kinds = {n: k for n, k, _ in outputs}
+    out = {}
+    for name, lab in joined.items():
+        lab = np.asarray(lab)
+        if kinds.get(name) in ("classification", "segmentation"):
+            if lab.dtype.kind not in "iu":
+                raise ConfigError(f"train data labels for {name!r} must be integer class ids, not {lab.dtype}")
+            out[name] = lab.astype(np.int64)
+        elif lab.dtype.kind in "fiu":
+            out[name] = lab.astype(np.float32)
+    return out
+
+
+def _train(step: Distillation, module: Any, context: StepContext, data: "Dataset",
+           outputs: tuple[tuple[str, str, int | None], ...], labels: Mapping[str, np.ndarray],
+           threads: int) -> tuple[Any, StepReport]:
+    import torch
+
+    t_start = time.perf_counter()
+    torch.manual_seed(context.seed)
+    gen = torch.Generator().manual_seed(context.seed)
+    input_names = list(data.inputs)
+    order = np.random.default_rng(context.seed).permutation(len(data))
+    n_val = int(round(step.validation_share * len(data))) if len(data) >= 20 else 0
+    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+
+    def split(idx: np.ndarray) -> _Split:
+        return _Split([torch.from_numpy(np.ascontiguousarray(data.inputs[n][idx])) for n in input_names],
+                      {k: torch.from_numpy(np.ascontiguousarray(v[idx])) for k, v in labels.items()})
+
+    train, val = split(train_idx), split(val_idx)
+    teacher = context.teacher.eval()
+    student = copy.deepcopy(module)
+    for p in student.parameters():
+        p.requires_grad_(True)
+    train_targets = _teacher_outputs(teacher, train, outputs, step.batch_size)
+    val_targets = _teacher_outputs(teacher, val, outputs, step.batch_size) if len(val) else None
+    scales = {n: float(v.float().std().clamp_min(1e-6)) for n, v in train_targets.items()}
+    masks = _Masks(student, context)
+
+    def loss_of(got: Mapping[str, Any], want: Mapping[str, Any], lab: Mapping[str, Any]) -> Any:
+        return sum(_output_loss(step, kind, axis, got[n], want[n], lab.get(n), scales[n])
+                   for n, kind, axis in outputs)
+
+    t_eval = time.perf_counter()
+    before = _evaluate(student, val if len(val) else train, val_targets if len(val) else train_targets,
+                       outputs, step, loss_of)
+    # what must still fit after training: two validation passes and BatchNorm re-estimation
+    reserve = 3 * (time.perf_counter() - t_eval)
+    opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=step.lr, weight_decay=0.0)
+    batches_per_epoch = max(1, math.ceil(len(train) / step.batch_size))
+    planned = step.epochs * batches_per_epoch
+    best_loss, best_state, best_epoch, stale = math.inf, None, 0, 0
+    done_steps, epochs_run, stopped = 0, 0, "epochs"
+    batch_s = 0.0
+    for epoch in range(step.epochs):
+        student.train()
+        for idx in torch.randperm(len(train), generator=gen).split(step.batch_size):
+            elapsed = time.perf_counter() - t_start
+            if elapsed + 2 * batch_s + reserve > step.time_s:
+                stopped = "time budget"
+                break
+            t0 = time.perf_counter()
+            progress = max(done_steps / planned, elapsed / step.time_s)
+            masks.schedule(progress)
+            xs, lab = train.rows(idx)
+            got = _named(student(*xs), [n for n, _, _ in outputs])
+            loss = loss_of(got, {k: v[idx] for k, v in train_targets.items()}, lab)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            masks.apply()
+            done_steps += 1
+            batch_s = 0.8 * batch_s + 0.2 * (time.perf_counter() - t0) if batch_s else time.perf_counter() - t0
+        else:
+            epochs_run = epoch + 1
+            if not masks.settled:
+                continue  # a gradual schedule still pruning: no early stopping yet
+            if len(val):
+                if time.perf_counter() - t_start + 2 * reserve > step.time_s:
+                    stopped = "time budget"
+                    break
+                metric = _evaluate(student, val, val_targets, outputs, step, loss_of)
+                if metric["loss"] < best_loss - 1e-6:
+                    best_loss, best_state, best_epoch, stale = metric["loss"], copy.deepcopy(student.state_dict()), epochs_run, 0
+                else:
+                    stale += 1
+                    if stale >= step.patience:
+                        stopped = "early stop (validation loss)"
+                        break
+            continue
+        break
+    masks.finish()
+    if best_state is not None:
+        # the last weights or the best validated ones, whichever the validation split prefers
+        if _evaluate(student, val, val_targets, outputs, step, loss_of)["loss"] >= best_loss:
+            student.load_state_dict(best_state)
+    student.eval()
+    masks.apply()
+    bn = _recalibrate(student, context)
+    after = _evaluate(student, val if len(val) else train, val_targets if len(val) else train_targets,
+                      outputs, step, loss_of)
+    seconds = time.perf_counter() - t_start
+    stats: dict[str, Any] = {
+        "method": step.method, "epochs_run": epochs_run, "best_epoch": best_epoch or epochs_run, "steps": done_steps,
+        "stopped": stopped, "seconds": round(seconds, 2), "time_budget_s": step.time_s,
+        "train_samples": len(train), "validation_samples": len(val),
+        "labels_used": sorted(labels), "threads": threads, "seed": context.seed,
+        "before": before, "after": after, "batchnorm_recalibrated_layers": bn,
+        "validated_on": "validation split of the train data" if len(val) else "the train data (too few samples to hold some out)",
+    }
+    if masks.gradual is not None:
+        stats["gradual_sparsity"] = {"target": masks.gradual[0], "scope": masks.gradual[1],
+                                     "achieved": round(masks.achieved(), 6)}
+    settings = {"method": step.method, "temperature": step.temperature, "alpha": step.alpha,
+                "epochs": step.epochs, "time_s": step.time_s, "lr": step.lr}
+    return student, StepReport(kind=step.kind, settings=settings, stats=stats, zeros=masks.achieved(),
+                               note="trained on the train split only; the eval split judges the result")
+
+
+def _named(result: Any, names: list[str]) -> dict[str, Any]:
+    """The module's outputs keyed by the source's output names (a tensor, tuple, list or dict)."""
+    import torch
+
+    if isinstance(result, torch.Tensor):
+        leaves = [result]
+    elif isinstance(result, Mapping):
+        leaves = list(result.values())
+    elif isinstance(result, (tuple, list)):
+        leaves = list(result)
+    else:
+        raise ConfigError(f"cannot train on a module returning {type(result).__name__}")
+    return dict(zip(names, leaves))
+
+
+def _teacher_outputs(teacher: Any, data: _Split, outputs: tuple[tuple[str, str, int | None], ...],
+                     batch: int) -> dict[str, Any]:
+    import torch
+
+    names = [n for n, _, _ in outputs]
+    parts: dict[str, list[Any]] = {n: [] for n in names}
+    with torch.no_grad():
+        for start in range(0, len(data), batch):
+            got = _named(teacher(*[x[start:start + batch] for x in data.inputs]), names)
+            for n in names:
+                parts[n].append(got[n].detach())
+    return {n: torch.cat(v) if v else torch.empty(0) for n, v in parts.items()}
+
+
+def _output_loss(step: Distillation, kind: str, axis: int | None, got: Any, want: Any, label: Any,
+                 scale: float) -> Any:
+    import torch.nn.functional as F
+
+    got = got.float()
+    want = want.float()
+    if kind in ("classification", "segmentation"):
+        ax = axis if axis is not None else 1
+        t = step.temperature
+        soft = F.kl_div(F.log_softmax(got / t, dim=ax), F.log_softmax(want / t, dim=ax), log_target=True,
+                        reduction="none").sum(ax).mean() * t * t
+        if label is None:
+            return soft if step.method == "kd" else got.sum() * 0
+        hard = F.cross_entropy(got.movedim(ax, 1), label.reshape(got.movedim(ax, 1).shape[:1] + got.movedim(ax, 1).shape[2:]))
+        return hard if step.method == "finetune" else step.alpha * soft + (1 - step.alpha) * hard
+    flat_g, flat_w = got.reshape(len(got), -1), want.reshape(len(want), -1)
+    soft = ((flat_g - flat_w) ** 2).mean() / (scale * scale)
+    if kind != "regression" and flat_g.shape[1] > 1:
+        soft = soft + (1 - F.cosine_similarity(flat_g, flat_w, dim=1, eps=1e-8)).mean()
+    if label is None:
+        return soft if step.method == "kd" else got.sum() * 0
+    hard = ((flat_g - label.float().reshape(flat_g.shape)) ** 2).mean() / (scale * scale)
+    return hard if step.method == "finetune" else step.alpha * soft + (1 - step.alpha) * hard
+
+
+def _evaluate(student: Any, data: _Split, targets: Mapping[str, Any] | None, outputs: tuple[tuple[str, str, int | None], ...],
+              step: Distillation, loss_of: Any) -> dict[str, Any]:
+    """Loss and, for classification outputs, agreement with the teacher and accuracy on labels."""
+    import torch
+
+    names = [n for n, _, _ in outputs]
+    student.eval()
+    parts: dict[str, list[Any]] = {n: [] for n in names}
+    with torch.no_grad():
+        for start in range(0, len(data), step.batch_size):
+            got = _named(student(*[x[start:start + step.batch_size] for x in data.inputs]), names)
+            for n in names:
+                parts[n].append(got[n])
+        got = {n: torch.cat(v) for n, v in parts.items()}
+        result: dict[str, Any] = {"loss": round(float(loss_of(got, targets, data.labels)), 6)}
+        for n, kind, axis in outputs:
+            if kind in ("classification", "segmentation"):
+                ax = axis if axis is not None else 1
+                pred = got[n].argmax(ax)
+                result[f"agreement:{n}"] = round(float((pred == targets[n].argmax(ax)).float().mean()), 6)
+                if n in data.labels:
+                    result[f"accuracy:{n}"] = round(float((pred == data.labels[n].reshape(pred.shape)).float().mean()), 6)
+            else:  # error relative to the teacher's spread (0: the teacher's values exactly)
+                want = targets[n].float()
+                result[f"relative_mse:{n}"] = round(float(((got[n].float() - want) ** 2).mean()
+                                                          / want.var().clamp_min(1e-12)), 6)
+    return result
+
+
+def _recalibrate(student: Any, context: StepContext) -> int:
+    """BatchNorm statistics re-estimated after training, on the train split's inputs."""
+    from .magnitude import BATCHNORM_SAMPLES, _torch_batches, recalibrate_batchnorm
+
+    data = context.train
+    if data is None or not len(data):
+        return 0
+    return recalibrate_batchnorm(student, _torch_batches(data.take(BATCHNORM_SAMPLES)))
+
+
+class _Masks:
+    """Zeros that must stay zero while training: earlier one-shot magnitude steps' (fixed), and a
+    gradual step's (recomputed along its schedule)."""
+
+    def __init__(self, student: Any, context: StepContext):
+        from .magnitude import MagnitudePruning, prunable_layers
+
+        self.layers = prunable_layers(student)
+        steps = [s for s in context.earlier if isinstance(s, MagnitudePruning) and s.sparsity > 0]
+        gradual = [s for s in steps if s.schedule == "gradual"]
+        self.gradual = (gradual[-1].sparsity, gradual[-1].scope) if gradual else None
+        self.fixed = [(m.weight != 0).to(m.weight.dtype) for m in self.layers] if len(steps) > len(gradual) else None
+        self.current = self.fixed
+        self.level = -1
+        self.settled = self.gradual is None
+
+    def schedule(self, progress: float) -> None:
+        if self.gradual is None:
+            return
+        level = min(GRADUAL_EVENTS, int(progress / GRADUAL_END * GRADUAL_EVENTS))
+        if level > self.level:
+            self.level = level
+            self._prune_to(self.gradual[0] * (1 - (1 - level / GRADUAL_EVENTS) ** 3))
+            self.settled = level >= GRADUAL_EVENTS
+
+    def _prune_to(self, sparsity: float) -> None:
+        import torch
+
+        from .magnitude import magnitude_masks
+
+        masks = magnitude_masks(self.layers, sparsity, self.gradual[1])
+        if self.fixed is not None:
+            masks = [a * b for a, b in zip(masks, self.fixed)]
+        self.current = masks
+        with torch.no_grad():
+            for m, mask in zip(self.layers, masks):
+                m.weight.mul_(mask)
+
+    def apply(self) -> None:
+        import torch
+
+        if self.current is None:
+            return
+        with torch.no_grad():
+            for m, mask in zip(self.layers, self.current):
+                m.weight.mul_(mask)
+
+    def finish(self) -> None:
+        """A gradual schedule cut short (time budget) still ends at its target."""
+        if self.gradual is not None and not self.settled:
+            self.level = GRADUAL_EVENTS
+            self._prune_to(self.gradual[0])
+            self.settled = True
+
+    def achieved(self) -> float:
+        from .magnitude import zero_share
+
+        return zero_share(self.layers) if self.layers else 0.0
