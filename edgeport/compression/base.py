@@ -75,6 +75,8 @@ class CompressionStep(Protocol):
 #: step kind -> "module:Class"; the classes are light to import (torch is imported in ``apply``)
 STEPS: dict[str, str] = {
     "magnitude": "edgeport.compression.magnitude:MagnitudePruning",
+    "channels": "edgeport.compression.structured:ChannelPruning",
+    "low_rank": "edgeport.compression.low_rank:LowRankFactorization",
     "distill": "edgeport.compression.distill:Distillation",
 }
 

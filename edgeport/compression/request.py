@@ -37,13 +37,16 @@ class CompressionRequest:
 
 
 def _merge(steps: list[CompressionStep], kind: str, changes: dict[str, Any], where: str,
-           keep: bool) -> list[CompressionStep]:
-    """``steps`` with the step of ``kind`` changed (added when missing), or removed when not ``keep``."""
+           keep: bool, replaces: tuple[str, ...] = ()) -> list[CompressionStep]:
+    """``steps`` with the step of ``kind`` changed (added when missing), or removed when not
+    ``keep``; ``replaces`` names the step's settings the change makes void (set to null)."""
     current = next((s for s in steps if s.kind == kind), None)
     rest = [s for s in steps if s.kind != kind]
     if not keep:
         return rest
     table = {"kind": kind, **(to_table(current) if current is not None else {}), **changes}
+    for key in replaces:
+        table.pop(key, None)
     return rest + [parse_step(table, where)]
 
 
@@ -69,7 +72,8 @@ def merged_steps(profile_steps: Sequence[CompressionStep], request: CompressionR
             changes["channel_multiple"] = r.channel_multiple
         steps = _merge(steps, "channels", changes, "--prune-channels / --channel-multiple", keep=ratio > 0)
     if r.low_rank is not None:
-        steps = _merge(steps, "low_rank", {"energy": r.low_rank}, "--low-rank", keep=r.low_rank > 0)
+        steps = _merge(steps, "low_rank", {"energy": r.low_rank}, "--low-rank", keep=r.low_rank > 0,
+                       replaces=("rank_ratio",))
     if r.recover is not None or r.recover_time is not None:
         current = next((s for s in steps if s.kind == "distill"), None)
         method = r.recover if r.recover is not None else ("none" if current is None else current.method)
