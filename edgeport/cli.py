@@ -30,8 +30,14 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("model", help="sample:NAME | file.py:factory | package.module:factory | model.onnx | model.pt2")
     e.add_argument("--target", "-t", action="append", required=True,
                    help="target name (repeatable) or 'all'; see 'edgeport targets'")
-    e.add_argument("--precision", "-p", help="fp32 | fp16 | bf16 | int8 | int8-dynamic | lut8 | lut4 "
-                   "(default: the target's)")
+    e.add_argument("--precision", "-p", help="fp32 | fp16 | bf16 | int8 | int8-dynamic | lut8 | lut4 | auto "
+                   "(default: the target's); auto judges the target's candidates and bundles the pick")
+    e.add_argument("--objective", choices=("size", "latency"),
+                   help="with --precision auto: fewest bytes (default) or lowest p50 among the candidates that fit")
+    e.add_argument("--compress", choices=("auto", "none"),
+                   help="with --precision auto: also try channel pruning + distillation candidates")
+    e.add_argument("--search-time", type=float, metavar="S",
+                   help="with --precision auto: seconds the search may take per target (default 900)")
     e.add_argument("--sparsity", type=float, help="magnitude pruning level in [0, 1) (default: the target's)")
     e.add_argument("--pruning-scope", choices=("layer", "global"), help="per-layer or global magnitude ranking")
     e.add_argument("--pruning-schedule", choices=("one-shot", "gradual"),
@@ -95,13 +101,13 @@ def _cmd_targets(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([{"name": p.name, "format": p.format, "runtime": p.runtime,
                            "precisions": [x.value for x in p.precisions],
-                           "default_precision": p.default_precision.value,
+                           "default_precision": "auto" if p.auto else p.default_precision.value,
                            "sparsity": p.sparsity, "description": p.description}
                           for p in profiles.values()], indent=2))
         return 0
     rows = [("TARGET", "FORMAT", "RUNTIME", "PRECISIONS", "DEFAULT", "SPARSITY")]
     rows += [(p.name, p.format, p.runtime + ("+" + "+".join(p.extra_runtimes) if p.extra_runtimes else ""),
-              ",".join(x.value for x in p.precisions), p.default_precision.value, f"{p.sparsity:g}")
+              ",".join(x.value for x in p.precisions), "auto" if p.auto else p.default_precision.value, f"{p.sparsity:g}")
              for p in profiles.values()]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
@@ -209,7 +215,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .targets.devices import estimating_on
 
     with estimating_on(args.device or ()):
-        results = export(args.model, args.target, precision=args.precision, compression=request, data=args.data,
+        results = export(args.model, args.target, precision=_precision(args), compression=request, data=args.data,
                          train_data=args.train_data, out_dir=args.out,
                          progress=Progress(enabled=not args.quiet and not args.json))
     seconds = time.perf_counter() - t0
@@ -236,6 +242,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
         if r.error is not None:
             print(f"edgeport: error: {r.target}: {r.error}", file=sys.stderr)
     return _exit_code([r.report is not None for r in results], [r.passed for r in results])
+
+
+def _precision(args: argparse.Namespace):
+    """``--precision`` as export takes it: a name, or the auto search's settings."""
+    from .errors import ConfigError
+    from .search import Auto
+
+    searching = args.objective is not None or args.compress is not None or args.search_time is not None
+    if args.precision != "auto":
+        if searching:
+            raise ConfigError("--objective, --compress and --search-time go with --precision auto")
+        return args.precision
+    return Auto(objective=args.objective or "size", compress=args.compress == "auto",
+                search_time_s=900.0 if args.search_time is None else args.search_time)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:

@@ -81,6 +81,14 @@ class Dataset:
                        None if self.labels is None else self.labels[:n], self.description,
                        {k: v[:n] for k, v in self.output_labels.items()})
 
+    def subset(self, indices: Sequence[int], description: str | None = None) -> "Dataset":
+        """The samples at ``indices`` (labels with them)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return Dataset({k: v[idx] for k, v in self.inputs.items()},
+                       None if self.labels is None else np.asarray(self.labels)[idx],
+                       self.description if description is None else description,
+                       {k: np.asarray(v)[idx] for k, v in self.output_labels.items()})
+
     def sample(self, i: int) -> dict[str, np.ndarray]:
         """Sample ``i`` as a batch of one: every array keeps a leading axis of 1."""
         return {k: v[i:i + 1] for k, v in self.inputs.items()}
@@ -96,17 +104,7 @@ def load_npz(path: str | Path, input_names: Sequence[str]) -> Dataset:
     is accepted too. The file is data: no pickles, numeric arrays only,
     every problem one :class:`ModelLoadError` naming the array."""
     p = Path(path)
-    try:
-        size = p.stat().st_size
-    except FileNotFoundError:
-        raise ModelLoadError(f"data file not found: {p}") from None
-    except OSError as exc:
-        raise ModelLoadError(f"cannot read data file {p}: {exc.strerror}") from None
-    if not p.is_file():
-        raise ModelLoadError(f"data file {p} is not a regular file")
-    if size > MAX_DATA_BYTES:
-        raise ModelLoadError(f"data file {p.name} is {size} bytes; more than {MAX_DATA_BYTES} bytes is refused")
-    arrays = _read_arrays(p)
+    arrays = read_npz(p)
     labels = arrays.pop("labels", None)
     named = {k[len(LABELS_PREFIX):]: arrays.pop(k) for k in sorted(arrays) if k.startswith(LABELS_PREFIX)}
     inputs: dict[str, np.ndarray] = {}
@@ -131,6 +129,23 @@ def load_npz(path: str | Path, input_names: Sequence[str]) -> Dataset:
             raise ModelLoadError(f"data array {name!r} is {arr.dtype}; only numeric arrays are accepted")
     return Dataset({k: _native(v) for k, v in inputs.items()}, None if labels is None else _native(labels),
                    p.name, {k: _native(v) for k, v in named.items()})
+
+
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of an npz file, in the file's order: bounded by :data:`MAX_DATA_BYTES`, no
+    pickles; the caller checks what the arrays must be."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except FileNotFoundError:
+        raise ModelLoadError(f"data file not found: {p}") from None
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read data file {p}: {exc.strerror}") from None
+    if not p.is_file():
+        raise ModelLoadError(f"data file {p} is not a regular file")
+    if size > MAX_DATA_BYTES:
+        raise ModelLoadError(f"data file {p.name} is {size} bytes; more than {MAX_DATA_BYTES} bytes is refused")
+    return _read_arrays(p)
 
 
 def _native(arr: np.ndarray) -> np.ndarray:

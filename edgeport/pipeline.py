@@ -15,6 +15,8 @@ import numpy as np
 
 from .compression import StepContext, compress
 from .compression.request import CompressionRequest
+from .search import Auto, candidates, is_auto, search, splits
+from .strict import to_table
 from .intermediates import active_cache
 from .data import Dataset, check_against, load_npz
 from .errors import ConfigError, ConversionError, EdgeportError, ModelLoadError
@@ -71,6 +73,9 @@ class _Call:
     shared_dir: Path
     #: compressed modules (and their step reports) by plan, made once per call
     compressed: dict[Any, Any] = field(default_factory=dict)
+    #: ``--precision auto``: the candidates of each searched target, and what to search for
+    searches: dict[str, Any] = field(default_factory=dict)
+    auto: Any = None
 
 
 def expand_targets(targets: Sequence[str]) -> list[str]:
@@ -150,14 +155,15 @@ def _bundle_name(model: str, target: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{model}-{target}")
 
 
-def resolve_plans(targets: Sequence[str], precision: str | None = None,
+def resolve_plans(targets: Sequence[str], precision: "str | Auto | None" = None,
                   compression: CompressionRequest | None = None) -> list[Plan]:
     """Every target's plan, checked before any work: a bad name, profile or override is an error
     here, with nothing written."""
     names = expand_targets(targets)
     if not names:
         raise ConfigError("no target given; see 'edgeport targets'")
-    plans = [resolve_plan(load_profile(t), precision, compression) for t in names]
+    profiles = [load_profile(t) for t in names]
+    plans = [resolve_plan(prof, None if is_auto(precision, prof) else precision, compression) for prof in profiles]
     seen: dict[str, str] = {}
     for name, plan in zip(names, plans):
         if plan.target in seen:
@@ -167,7 +173,7 @@ def resolve_plans(targets: Sequence[str], precision: str | None = None,
     return plans
 
 
-def export(model: str | ModelSource, targets: Sequence[str], *, precision: str | None = None,
+def export(model: str | ModelSource, targets: Sequence[str], *, precision: "str | Auto | None" = None,
            compression: CompressionRequest | None = None,
            data: str | Path | Dataset | None = None, train_data: str | Path | Dataset | None = None,
            out_dir: str | Path = "out", progress: Progress | None = None) -> list[ExportResult]:
@@ -179,6 +185,10 @@ def export(model: str | ModelSource, targets: Sequence[str], *, precision: str |
     with its ``error`` (and no bundle); a check that fails does not raise either — the bundle is
     written and its report says ``passed: false``.
 
+    ``precision="auto"`` (or an :class:`~edgeport.search.Auto` with the objective, whether to try
+    compression, and a time bound; or a profile's ``default_precision = "auto"``) judges the
+    target's candidates and bundles the pick (see :mod:`edgeport.search`).
+
     ``compression`` (e.g. ``CompressionRequest(prune_channels=0.5, recover="kd")``) changes the
     profiles' compression steps; ``train_data`` is what a recovery step trains on (default: a sample
     model's own train split) — the eval ``data`` never is.
@@ -187,7 +197,9 @@ def export(model: str | ModelSource, targets: Sequence[str], *, precision: str |
     reference) live in a temporary folder for this call, or under :func:`conversion_cache`.
     """
     progress = progress or Progress(False)
+    auto = precision if isinstance(precision, Auto) else Auto()
     plans = [with_devices(p, requested_devices()) for p in resolve_plans(targets, precision, compression)]
+    auto_targets = {t for t, plan in zip(expand_targets(targets), plans) if is_auto(precision, load_profile(t))}
     with progress.step(f"load model {model if isinstance(model, str) else model.name}"):
         source = prepare_source(model, data)
         if any(plan.compression for plan in plans) and source.module is None:
@@ -197,6 +209,11 @@ def export(model: str | ModelSource, targets: Sequence[str], *, precision: str |
         elif any(s.kind == "distill" for plan in plans for s in plan.compression) and source.train_data is None:
             raise ConfigError("recovery (--recover) needs train data: pass --train-data FILE.npz (inputs named "
                               "like the model's, labels optional); the eval data (--data) is never trained on")
+    searches = {}
+    for name, plan in zip(expand_targets(targets), plans):
+        if name in auto_targets:
+            options = candidates(load_profile(name), auto, compression, source.train_data is not None)
+            searches[plan.target] = [replace(c, plan=with_devices(c.plan, requested_devices())) for c in options]
     golden, golden_desc = golden_inputs(source)
     with progress.step(f"reference outputs on {len(golden)} samples"):
         reference = reference_outputs(source, golden)
@@ -212,10 +229,37 @@ def export(model: str | ModelSource, targets: Sequence[str], *, precision: str |
         shared = (cache_dir if cache_dir is not None else
                   Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgeport-shared-"))))
         shared.mkdir(parents=True, exist_ok=True)
-        call = _Call(source, Golden(golden, reference, None), golden_desc, Path(out_dir), progress, shared)
+        call = _Call(source, Golden(golden, reference, None), golden_desc, Path(out_dir), progress, shared,
+                     searches=searches, auto=auto)
         for plan in plans:
             results.append(_run_target(call, plan))
     return results
+
+
+def _golden_part(call: _Call, indices: np.ndarray, desc: str) -> _Call:
+    g = call.golden
+    part = Golden(g.data.subset(indices), {k: v[indices] for k, v in g.reference.items()}, None)
+    return replace(call, golden=part, golden_desc=desc)
+
+
+def _auto_one(call: _Call, target: str) -> tuple[Path, Report]:
+    """``--precision auto`` for one target: every candidate judged on the selection split, the
+    pick exported again and judged on the held-out rest (its bundle's golden set)."""
+    options = call.searches[target]
+    selection, judgment = splits(len(call.golden.data))
+    n = len(call.golden.data)
+    chose = _golden_part(call, selection, f"{call.golden_desc} — selection split: {len(selection)} of {n} samples")
+    with tempfile.TemporaryDirectory(prefix="edgeport-auto-") as tmp:
+        trial = replace(chose, out_dir=Path(tmp))
+        chosen, block = search(call.auto, options, lambda c: _export_one(trial, c.plan)[1], call.progress.note)
+    block.update(budget={**to_table(chosen.plan.budgets)}, selection_samples=int(len(selection)),
+                 judgment_samples=int(len(judgment)),
+                 splits=f"a seeded third of the golden samples chose; the other {len(judgment)} judge the pick "
+                        "(this bundle's golden.npz)")
+    call.progress.note(f"auto: {target} picks {chosen.label} — {block['why']}")
+    judged = _golden_part(call, judgment, f"{call.golden_desc} — judgment split: {len(judgment)} of {n} samples "
+                                          "(held out from the auto search)")
+    return _export_one(judged, chosen.plan, auto=block)
 
 
 def _run_target(call: _Call, plan: Plan) -> ExportResult:
@@ -224,9 +268,11 @@ def _run_target(call: _Call, plan: Plan) -> ExportResult:
     log = log_path(call.out_dir, _bundle_name(call.source.name, plan.target))
     t0 = time.perf_counter()
     with target_log(log, call.progress) as stream:
-        call.progress.header(f"{call.source.name} -> {plan.target} ({plan.format}, {plan.precision.value})")
+        shown = "auto" if plan.target in call.searches else plan.precision.value
+        call.progress.header(f"{call.source.name} -> {plan.target} ({plan.format}, {shown})")
         try:
-            bundle, report = _export_one(call, plan)
+            bundle, report = (_auto_one(call, plan.target) if plan.target in call.searches
+                              else _export_one(call, plan))
             return ExportResult(plan.target, bundle, report, seconds=time.perf_counter() - t0, log=log)
         except Exception as exc:  # this target could not be produced
             err = explain(exc, plan, str(log))
@@ -304,7 +350,7 @@ def _compress(call: _Call, plan: Plan) -> tuple[Any, list[Any]]:
         return compress(source.module, plan.compression, context)
 
 
-def _export_one(call: _Call, plan: Plan) -> tuple[Path, Report]:
+def _export_one(call: _Call, plan: Plan, auto: dict[str, Any] | None = None) -> tuple[Path, Report]:
     source, progress = call.source, call.progress
     module, golden, compression, zeros = _compressed(call, plan)
     final = call.out_dir / _bundle_name(source.name, plan.target)
@@ -322,6 +368,8 @@ def _export_one(call: _Call, plan: Plan) -> tuple[Path, Report]:
         subject = Subject(source.name, source.task, source.classifier_output, call.golden_desc, __version__)
         report = evaluate(artifact, plan, golden, subject, compression=compression, progress=progress,
                           timings=timings)
+        if auto is not None:
+            report = replace(report, auto=auto)
         (stage / REPORT).write_text(report.to_json())
         write_manifest(stage, {
             "edgeport_version": __version__,

@@ -88,6 +88,8 @@ class Profile:
     #: kept channel counts of structured pruning are rounded to this multiple (the vector width
     #: the target's CPU kernels work in)
     channel_multiple: int = 8
+    #: ``default_precision = "auto"``: exports search the precisions unless one is given
+    auto: bool = False
 
     @property
     def sparsity(self) -> float:
@@ -204,7 +206,10 @@ def parse_profile(data: Mapping[str, Any], source: str) -> Profile:
         if p not in fmt.precisions:
             raise ConfigError(f"{where}: precisions: the {fmt.name} exporter cannot make {p.value!r}; "
                               f"it makes: {', '.join(x.value for x in fmt.precisions)}")
-    default = Precision.parse(coerce(where, "default_precision", data["default_precision"], str))
+    default_name = coerce(where, "default_precision", data["default_precision"], str)
+    # "auto": the export searches the precisions (see edgeport.search); fp32 stands in as the default
+    auto = default_name == "auto"
+    default = precisions[0] if auto else Precision.parse(default_name)
     if default not in precisions:
         raise ConfigError(f"{where}: default_precision {default.value!r} is not among its precisions "
                           f"{[p.value for p in precisions]}")
@@ -224,7 +229,7 @@ def parse_profile(data: Mapping[str, Any], source: str) -> Profile:
                    budgets=from_table(Budgets, data.get("budgets"), f"{where} [budgets]"),
                    tolerances=tolerances, device=from_table(Device, data.get("device"), f"{where} [device]"),
                    options=fmt.options.from_dict(data.get("options"), f"{where} [options]"), source=source,
-                   channel_multiple=_channel_multiple(where, data.get("channel_multiple", 8)))
+                   channel_multiple=_channel_multiple(where, data.get("channel_multiple", 8)), auto=auto)
 
 
 def _compression(data: Mapping[str, Any], where: str) -> tuple[CompressionStep, ...]:

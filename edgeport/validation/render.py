@@ -92,6 +92,16 @@ def render_report(report: Report, bundle: str | None = None) -> str:
         facts = ", ".join(f"{k}: {v}" for k, v in pf.items()
                           if k in ("weights", "activations", "compute", "note"))
         lines.append(f"  precision {facts}")
+    auto = r.get("auto") or {}
+    if auto:
+        lines.append(f"  auto      picked {auto.get('pick')} ({auto.get('objective')}): {auto.get('why')}")
+        for c in auto.get("candidates") or []:
+            size = f"{c['bytes'] / 1024:.1f} KB" if c.get("bytes") else "-"
+            p50 = next(iter((c.get("p50_ms") or {}).values()), None)
+            mark = "fits" if c.get("passed") else "no: " + str(c.get("why") or "")[:90]
+            lines.append(f"            {c.get('label'):<28} {size:>10}  p50 {_f(p50, '.3f')} ms  {mark}")
+        if auto.get("untried"):
+            lines.append(f"            untried (search time): {', '.join(auto['untried'])}")
     comp = r.get("compression") or {}
     for i, step in enumerate(comp.get("steps") or []):
         lines.append(("  compress  " if i == 0 else "            ") + _step_line(step))

@@ -271,6 +271,8 @@ class Report:
     timings_s: Mapping[str, float] = field(default_factory=dict)
     #: per input and output: the source's name, shape and dtype beside the artifact's, and layout
     io: Mapping[str, Any] = field(default_factory=dict)
+    #: ``--precision auto``: the objective, the budget, every candidate judged and the pick
+    auto: Mapping[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -293,6 +295,7 @@ class Report:
             "checks": [c.to_dict() for c in self.checks], "runtimes": [r.to_dict() for r in self.runtimes],
             "precision_facts": dict(self.precision_facts), "compression": block(self.compression),
             "device": dict(self.device), "timings_s": dict(self.timings_s), "io": dict(self.io),
+            **({"auto": dict(self.auto)} if self.auto is not None else {}),
         }
 
     def to_json(self) -> str:
