@@ -33,6 +33,7 @@ demo: setup
 	$(VENV)/bin/edgeport targets
 	$(VENV)/bin/edgeport export sample:digits_cnn --target all -o $(OUT)/demo
 	$(VENV)/bin/edgeport validate $(OUT)/demo/digits_cnn-local-onnx -q
+	$(VENV)/bin/edgeport export sample:digits_cnn --target android-tflite --precision auto -o $(OUT)/demo-auto
 	@echo "report: $(OUT)/demo/digits_cnn-local-onnx/report.json"
 	@$(PY) -m json.tool $(OUT)/demo/digits_cnn-local-onnx/report.json | head -60
 
