@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .targets.devices import estimating_on
     from .pipeline import ExportResult, export
     from .recheck import run_artifact as run, validate_bundle as validate
+    from .crosscheck import compare
     from .source import ModelSource
     from .targets.profile import load_profile
     from .validation.report import Report
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 #: public name -> "module:attribute" it is imported from on first use
 _LAZY = {
     "export": "edgeport.pipeline:export",
+    "compare": "edgeport.crosscheck:compare",
     "validate": "edgeport.recheck:validate_bundle",
     "run": "edgeport.recheck:run_artifact",
     "ExportResult": "edgeport.pipeline:ExportResult",
@@ -58,4 +60,4 @@ def __dir__() -> list[str]:
 
 __all__ = ["Artifact", "CompressionRequest", "ConfigError", "ConversionError", "EdgeportError", "ExportResult", "Format",
            "MissingDependencyError", "ModelLoadError", "ModelSource", "Report", "RuntimeLoadError",
-           "UnknownNameError", "__version__", "conversion_cache", "estimating_on", "export", "load_profile", "register_format", "run", "validate"]
+           "UnknownNameError", "__version__", "compare", "conversion_cache", "estimating_on", "export", "load_profile", "register_format", "run", "validate"]

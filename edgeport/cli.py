@@ -63,6 +63,20 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--junit", metavar="FILE.xml", help="also write the checks as JUnit XML (for CI)")
     e.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
 
+    w = sub.add_parser("sweep", help="judge every precision (x compression) of each target; table, "
+                       "sweep.json, Pareto plots, sweep.html; the auto pick is bundled")
+    w.add_argument("model", help="as for export")
+    w.add_argument("--target", "-t", action="append", required=True, help="target name (repeatable) or 'all'")
+    w.add_argument("--data", help="FILE.npz, as for export")
+    w.add_argument("--train-data", metavar="FILE.npz", help="what compression candidates distil on")
+    w.add_argument("--objective", choices=("size", "latency"), default="size", help="what the pick minimises")
+    w.add_argument("--compress", choices=("auto", "none"),
+                   help="channel pruning + distillation candidates (default: auto when there is train data)")
+    w.add_argument("--search-time", type=float, default=600.0, metavar="S", help="seconds per target (default 600)")
+    w.add_argument("-o", "--out", default="out", help="output folder (default: out)")
+    w.add_argument("--json", action="store_true", help="print sweep.json")
+    w.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+
     v = sub.add_parser("validate", help="re-check bundles: hashes, re-run on golden inputs, tolerances")
     v.add_argument("bundles", nargs="+", metavar="BUNDLE")
     v.add_argument("--verify", metavar="PUBKEY", help="also require a valid signature by this public key file")
@@ -89,6 +103,22 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
                    help="give up on a run that takes longer (default: 600)")
+
+    c = sub.add_parser("compare", help="run artifacts (any format, made anywhere) on the same inputs and "
+                       "judge each against a reference")
+    c.add_argument("artifacts", nargs="+", metavar="ARTIFACT",
+                   help=".onnx | .tflite | .mlpackage | TF.js model.json or folder; the first is the reference "
+                        "unless --reference is given")
+    c.add_argument("--data", required=True, help="FILE.npz of inputs (first axis = samples)")
+    c.add_argument("--reference", metavar="R", help="the reference: an artifact, or an npz of outputs keyed by "
+                   "output name (a bundle's golden.npz: its reference__<output> arrays)")
+    c.add_argument("--tolerance", default="fp32", metavar="PRECISION",
+                   help="the tolerance row pairs are judged with: fp32 (default) | fp16 | bf16 | int8 | ...")
+    c.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="give up on an artifact's run that takes longer (default: 600)")
+    c.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    c.add_argument("--junit", metavar="FILE.xml", help="also write one test case per pair and per output check")
+    c.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
     return p
 
 
@@ -258,6 +288,26 @@ def _precision(args: argparse.Namespace):
                 search_time_s=900.0 if args.search_time is None else args.search_time)
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .progress import Progress
+    from .search import Auto
+    from .sweep import SWEEP_JSON, has_train_data, sweep, table
+
+    compress = has_train_data(args.model, args.train_data) if args.compress is None else args.compress == "auto"
+    auto = Auto(args.objective, compress, args.search_time)
+    result = sweep(args.model, args.target, data=args.data, train_data=args.train_data, out_dir=args.out,
+                   auto=auto, progress=Progress(enabled=not args.quiet and not args.json))
+    if args.json:
+        print(json.dumps(result.doc, indent=2, allow_nan=False))
+    else:
+        print(table(result.doc))
+        print(f"wrote {Path(args.out) / SWEEP_JSON}, {len(result.files) - 2} plot(s), {result.files[-1]}")
+    produced = [r.report is not None for r in result.results]
+    return _exit_code(produced, [r.passed for r in result.results])
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from .recheck import validate_bundle
     from .progress import Progress
@@ -302,12 +352,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .crosscheck import compare
+    from .progress import Progress
+    from .validation.comparison_render import render_comparison, write_comparison_junit
+
+    _check_writable(args.junit)
+    result = compare(args.artifacts, args.data, reference=args.reference, tolerance=args.tolerance,
+                     timeout_s=args.timeout, progress=Progress(enabled=not args.quiet and not args.json))
+    if args.junit:
+        write_comparison_junit(args.junit, result)
+    print(json.dumps(result.to_dict(), indent=2, allow_nan=False) if args.json else render_comparison(result))
+    return 0 if result.passed else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # what converters print (TensorFlow's C++ lines, coremltools' bars and notices...) goes to each
     # target's log file, not here: the library does that for the API and the CLI alike
-    handler = {"devices": _cmd_devices, "targets": _cmd_targets, "export": _cmd_export, "validate": _cmd_validate, "run": _cmd_run,
-               "sign": _cmd_sign, "keygen": _cmd_keygen}
+    handler = {"sweep": _cmd_sweep, "devices": _cmd_devices, "targets": _cmd_targets, "export": _cmd_export, "validate": _cmd_validate, "run": _cmd_run,
+               "sign": _cmd_sign, "keygen": _cmd_keygen, "compare": _cmd_compare}
     from .validation.staging import Terminated, sigterm_as_interrupt
 
     try:

@@ -25,7 +25,6 @@ from .precision import Precision
 from .strict import limits
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .data import Dataset
     from .targets.profile import Plan, Profile
     from .validation.report import Report
 

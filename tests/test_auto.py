@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 from cli_helpers import run_cli
 from edgeport.pipeline import export

@@ -192,6 +192,9 @@ def _train(step: Distillation, module: Any, context: StepContext, data: "Dataset
                     stopped = "time budget"
                     break
                 metric = _evaluate(student, val, val_targets, outputs, step, loss_of)
+                if context.note is not None:
+                    context.note(f"distill: epoch {epochs_run}/{step.epochs}, validation loss {metric['loss']:.4f}, "
+                                 f"{time.perf_counter() - t_start:.0f} s of {step.time_s:.0f}")
                 if metric["loss"] < best_loss - 1e-6:
                     best_loss, best_state, best_epoch, stale = metric["loss"], copy.deepcopy(student.state_dict()), epochs_run, 0
                 else:
