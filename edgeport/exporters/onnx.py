@@ -42,9 +42,29 @@ def _to_fp16(src: Path, dest: Path, job: ExportJob) -> dict[str, Any]:
         model = float16.convert_float_to_float16(_outputs_not_consumed(onnx.load(str(src))), keep_io_types=True)
     except Exception as exc:
         raise ConversionError("onnx", "ONNX fp16 conversion", str(exc)) from exc
-    onnx.save(model, str(dest))
+    onnx.save(_casts_agree(model), str(dest))
     return {"weights": "fp16", "activations": "fp16", "io": "float32 (cast at the edges)",
             "compute": "fp16 where onnxruntime has fp16 kernels, else upcast"}
+
+
+def _casts_agree(model: Any) -> Any:
+    """A ``Cast`` to float32 whose result the fp16 converter retyped as float16 (its value_info)
+    casts to float16: the converter rewrites the types but not the node (seen on Hugging Face
+    BERT's attention mask, ``mask.to(float)``), and onnxruntime refuses the mismatch."""
+    from onnx import TensorProto
+
+    graph = model.graph
+    typed = {v.name: v.type.tensor_type.elem_type for v in graph.value_info}
+    outputs = {o.name for o in graph.output}
+    for node in graph.node:
+        if node.op_type != "Cast" or not node.output or node.output[0] in outputs:
+            continue
+        if typed.get(node.output[0]) != TensorProto.FLOAT16:
+            continue
+        for attr in node.attribute:
+            if attr.name == "to" and attr.i == TensorProto.FLOAT:
+                attr.i = TensorProto.FLOAT16
+    return model
 
 
 def _outputs_not_consumed(model: Any) -> Any:

@@ -89,3 +89,33 @@ def test_efficientnet_int8_keeps_drifting_layers_float(effnet, tmp_path):
     # all-int8 drifted on the calibration inputs; a float prefix was kept and said so
     assert not trials[0]["ok"] and facts["float_fallback_ops"]
     assert len(facts["float_fallback_ops"]) == max(t["float_layers"] for t in trials if t["float_layers"] <= len(facts["float_fallback_ops"]))
+
+
+def test_fp16_keeps_a_cast_of_an_integer_mask_consistent(tmp_path):
+    """Mean pooling over an int64 attention mask (``mask.to(float)``, as in Hugging Face BERT):
+    the fp16 converter retypes the Cast's result but not the node; onnxruntime refused the file."""
+    import numpy as np
+    import torch
+    import torch.nn as nn
+
+    from edgeport.data import Dataset
+    from edgeport.pipeline import export
+    from edgeport.source import ModelSource
+
+    class Pool(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.proj = nn.Linear(8, 8)
+
+        def forward(self, tokens, mask):
+            weights = mask.unsqueeze(-1).to(torch.float32)
+            return (self.proj(tokens) * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+    rng = np.random.default_rng(0)
+    tokens = rng.standard_normal((16, 6, 8)).astype(np.float32)
+    mask = (rng.random((16, 6)) > 0.3).astype(np.int64)
+    src = ModelSource("pool", Pool().eval(), (tokens[:1], mask[:1]), eval_data=Dataset({"tokens": tokens, "mask": mask}))
+    (result,) = export(src, ["local-onnx"], precision="fp16", out_dir=tmp_path)
+    assert result.report is not None, result.error
+    assert result.report.passed and result.report.parity.outputs[0].cosine > 0.9999
