@@ -30,6 +30,7 @@ from .target_log import log_path, target_log
 from .targets.devices import requested_devices
 from .targets.profile import TARGET_NAMES, Plan, load_profile, resolve_plan, with_devices
 from .validation.bundle import GOLDEN, REPORT, write_manifest
+from .validation.html import write_index_html, write_report_html
 from .validation.golden import Golden, write_golden
 from .validation.staging import staging, sweep_stale
 from .validation.judge import Subject, evaluate
@@ -76,6 +77,8 @@ class _Call:
     #: ``--precision auto``: the candidates of each searched target, and what to search for
     searches: dict[str, Any] = field(default_factory=dict)
     auto: Any = None
+    #: write report.html into bundles (the auto search's trial bundles, thrown away, need none)
+    pages: bool = True
 
 
 def expand_targets(targets: Sequence[str]) -> list[str]:
@@ -233,6 +236,8 @@ def export(model: str | ModelSource, targets: Sequence[str], *, precision: "str 
                      searches=searches, auto=auto)
         for plan in plans:
             results.append(_run_target(call, plan))
+    if len(results) > 1:  # a page linking every target's report.html
+        write_index_html(Path(out_dir), source.name, results)
     return results
 
 
@@ -250,7 +255,7 @@ def _auto_one(call: _Call, target: str) -> tuple[Path, Report]:
     n = len(call.golden.data)
     chose = _golden_part(call, selection, f"{call.golden_desc} — selection split: {len(selection)} of {n} samples")
     with tempfile.TemporaryDirectory(prefix="edgeport-auto-") as tmp:
-        trial = replace(chose, out_dir=Path(tmp))
+        trial = replace(chose, out_dir=Path(tmp), pages=False)
         chosen, block = search(call.auto, options, lambda c: _export_one(trial, c.plan)[1], call.progress.note)
     block.update(budget={**to_table(chosen.plan.budgets)}, selection_samples=int(len(selection)),
                  judgment_samples=int(len(judgment)),
@@ -371,6 +376,8 @@ def _export_one(call: _Call, plan: Plan, auto: dict[str, Any] | None = None) -> 
         if auto is not None:
             report = replace(report, auto=auto)
         (stage / REPORT).write_text(report.to_json())
+        if call.pages:  # listed and hashed like report.json
+            write_report_html(stage, report, golden, artifact.files())
         write_manifest(stage, {
             "edgeport_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

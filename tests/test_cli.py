@@ -40,9 +40,9 @@ def test_int8_export_meets_the_bar(int8_bundle):
     assert rep["latency"]["runs"] == 100
     assert {"used", "unsupported"} <= set(rep["ops"]) and "QuantizeLinear" in rep["ops"]["used"]
     names = {p.name for p in bundle.iterdir()}
-    assert names == {"manifest.json", "report.json", "golden.npz", "model.onnx"}
+    assert names == {"manifest.json", "report.json", "report.html", "golden.npz", "model.onnx"}
     manifest = json.loads((bundle / "manifest.json").read_text())
-    assert {f["path"] for f in manifest["files"]} == {"report.json", "golden.npz", "model.onnx"}
+    assert {f["path"] for f in manifest["files"]} == {"report.json", "report.html", "golden.npz", "model.onnx"}
     assert manifest["plan"]["precision"] == "int8" and manifest["source"]["digest"].startswith("sha256:")
     with np.load(bundle / "golden.npz") as z:
         assert z["input__x"].shape == (360, 1, 8, 8) and z["reference__logits"].shape == (360, 10)

@@ -31,7 +31,8 @@ def test_null_format_end_to_end(profile, tmp_path, capsys):
     assert doc["format"] == "null" and doc["runtime"] == "null-numpy" and doc["passed"] is True
     assert doc["parity"]["outputs"][0]["max_abs"] < 1e-6 and doc["parity"]["samples"] == 32
     assert doc["size"]["artifact_bytes"] == (bundle / "model.null").stat().st_size and doc["size"]["ratio"] == 1.0
-    assert sorted(p.name for p in bundle.iterdir()) == ["golden.npz", "manifest.json", "model.null", "report.json"]
+    assert sorted(p.name for p in bundle.iterdir()) == ["golden.npz", "manifest.json", "model.null", "report.html",
+                                                        "report.json"]
 
     assert main(["validate", str(bundle), "-q"]) == 0
     capsys.readouterr()
@@ -93,7 +94,7 @@ def test_a_crashing_converter_is_one_target_s_error(tmp_path):
             f"(_child); the process was isolated, other targets are unaffected — full log: {crash_log}") in proc.stderr
     assert (out / "tiny-null-target" / "manifest.json").is_file() and not (out / "tiny-null-crash").exists()
     # each target's log beside the bundles, the failed one's too; no staging folder left behind
-    assert sorted(p.name for p in out.iterdir()) == ["tiny-null-crash.log", "tiny-null-target",
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "tiny-null-crash.log", "tiny-null-target",
                                                      "tiny-null-target.log"]
     assert "Fatal Python error: Aborted" in crash_log.read_text()
     assert "1/2 targets passed" in proc.stdout and "ERROR" in proc.stdout

@@ -40,8 +40,9 @@ def test_the_python_api_prints_nothing_and_keeps_the_converters_output_in_logs(t
     assert "[edgeport] torch→CoreML (FLOAT16, iOS16) ..." in coreml
     assert "Saved artifact at" in tflite and "Created TensorFlow Lite XNNPACK delegate" in tflite
     assert "[edgeport] ONNX→SavedModel (onnx2tf) ..." in tflite
-    assert sorted(p.name for p in out.iterdir()) == ["tiny_mlp-android-tflite", "tiny_mlp-android-tflite.log",
-                                                     "tiny_mlp-ios-coreml", "tiny_mlp-ios-coreml.log"]
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "tiny_mlp-android-tflite",
+                                                     "tiny_mlp-android-tflite.log", "tiny_mlp-ios-coreml",
+                                                     "tiny_mlp-ios-coreml.log"]
 
 
 def test_the_cli_on_all_targets_shows_only_edgeport_lines(tmp_path):

@@ -290,7 +290,7 @@ def evaluate(artifact: "Artifact", plan: "Plan", golden: "Golden", subject: Subj
                   parity=parity, accuracy=accuracy, latency=latency, ops=ops, checks=tuple(checks),
                   runtimes=tuple(extra_runs), precision_facts=dict(artifact.facts),
                   compression=compression, device=plan.device.to_dict(), timings_s=timings,
-                  io=_io_block(golden, parity_ref, io_facts, layouts))
+                  io=_io_block(golden, parity_ref, io_facts, layouts), artifact_outputs=actual)
 
 
 def _io_block(golden: "Golden", reference: Mapping[str, np.ndarray], io_facts: tuple[Any, ...],

@@ -17,4 +17,5 @@ def summarize(t: Timing) -> Latency:
     return Latency(provenance=t.provenance, runtime=t.runtime, where=t.where, threads=t.threads,
                    p50_ms=pct(50), p90_ms=pct(90), p99_ms=pct(99),
                    mean_ms=round(float(times.mean()), 4) if times.size else None, runs=int(times.size),
-                   load_ms=round(float(t.load_ms), 3), details=dict(t.extra))
+                   load_ms=round(float(t.load_ms), 3), details=dict(t.extra),
+                   times_ms=tuple(float(x) for x in times))

@@ -66,7 +66,7 @@ def write_page(doc: Mapping[str, Any], plots: Sequence[Path], path: Path) -> Pat
         if "error" in t:
             parts.append(f"<p class='no'>not produced: {e(t['error'])}</p>")
             continue
-        parts.append(f"<p>objective {e(t['objective'])}; pick <b>{e(t['pick'])}</b>, bundled at "
+        parts.append(f"<p>objective {e(t['objective'])}; pick <code>{e(t['pick'])}</code>, bundled at "
                      f"{e(t['bundle'])}</p><table><tr><th>candidate</th><th>KB</th><th>p50 ms</th>"
                      "<th>loss pt</th><th>fits</th><th>why not</th></tr>")
         for c in t["candidates"]:

@@ -190,9 +190,11 @@ class Latency:
     #: device-style estimates (``--device``), each with its grade and basis: plain dicts of
     #: :class:`edgeport.validation.estimate.Estimate`
     estimates: tuple[Mapping[str, Any], ...] = ()
+    #: the raw timed runs (ms) the percentiles come from, for report.html's histogram; not in report.json
+    times_ms: tuple[float, ...] = field(default=(), repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if k not in ("details", "estimates")}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("details", "estimates", "times_ms")}
         if self.estimates:
             d["estimates"] = [dict(e) for e in self.estimates]
         return {**d, **dict(self.details)}
@@ -273,6 +275,9 @@ class Report:
     io: Mapping[str, Any] = field(default_factory=dict)
     #: ``--precision auto``: the objective, the budget, every candidate judged and the pick
     auto: Mapping[str, Any] | None = None
+    #: the artifact's outputs on the golden inputs (source layout), for report.html's error plots;
+    #: not in report.json
+    artifact_outputs: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def passed(self) -> bool:
