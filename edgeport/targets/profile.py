@@ -46,6 +46,9 @@ class Budgets:
     #: the same for regression outputs: MAE increase as a fraction of the labels' standard deviation
     regression_mae_increase_max: float = field(default=0.05, metadata=limits(
         min=0.0, max=1.0, unit="(a fraction of the labels' standard deviation)"))
+    #: a device named in ``[device] estimate``: ``max_p50_ms`` is then checked against that
+    #: device's CPU estimate (its upper bound), not this host's measurement
+    p50_device: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,12 @@ class Profile:
     channel_multiple: int = 8
     #: ``default_precision = "auto"``: exports search the precisions unless one is given
     auto: bool = False
+
+    def __post_init__(self) -> None:
+        device = self.budgets.p50_device
+        if device and device not in self.device.estimate:
+            raise ConfigError(f"profile {self.source}: [budgets] p50_device {device!r} must be one of [device] "
+                              f"estimate ({', '.join(self.device.estimate) or 'none given'})")
 
     @property
     def sparsity(self) -> float:

@@ -227,10 +227,27 @@ def _budget_checks(plan: "Plan", size: Size, latency: Latency) -> list[Check]:
     if b.max_artifact_bytes:
         checks.append(Check("size_budget", size.artifact_bytes <= b.max_artifact_bytes,
                             f"{size.artifact_bytes} bytes (max {b.max_artifact_bytes})"))
-    if b.max_p50_ms and latency.p50_ms is not None:
+    if b.max_p50_ms and b.p50_device:
+        checks.append(_device_budget(b.p50_device, b.max_p50_ms, latency))
+    elif b.max_p50_ms and latency.p50_ms is not None:
         checks.append(Check("latency_budget", latency.p50_ms <= b.max_p50_ms,
                             f"p50 {latency.p50_ms:.3f} ms (max {b.max_p50_ms}) — {latency.where}"))
     return checks
+
+
+def _device_budget(device: str, limit: float, latency: Latency) -> Check:
+    """``max_p50_ms`` against a device's CPU estimate: its 80 % upper bound (its p50 when the
+    estimate is a published figure with no interval); no estimate fails the check, saying so."""
+    cpu = [e for e in latency.estimates if e.get("device") == device and "cpu" in str(e.get("runtime"))]
+    usable = [e for e in cpu if e.get("p50_ms") is not None]
+    if not usable:
+        why = cpu[0].get("basis") if cpu else "the device is not in [device] estimate"
+        return Check("latency_budget", False, f"no CPU latency estimate for {device} ({why}); max {limit} ms")
+    e = usable[0]
+    bound = e.get("high_ms") if e.get("high_ms") is not None else e["p50_ms"]
+    return Check("latency_budget", bound <= limit,
+                 f"{device} {e.get('runtime')} estimate, grade {e.get('grade')}: p50 {e['p50_ms']} ms, upper bound "
+                 f"{bound} ms (max {limit}) — estimated, not measured")
 
 
 def evaluate(artifact: "Artifact", plan: "Plan", golden: "Golden", subject: Subject, *,

@@ -193,3 +193,27 @@ def test_efficientnet_lite0_on_pixel_4_is_grade_a(tmp_path):
     p7 = est[("pixel-7", "litert-cpu")]
     assert p7["grade"] in ("B", "C") and p7["low_ms"] < p7["p50_ms"] < p7["high_ms"]
     assert est[("pixel-7", "litert-nnapi")]["grade"] == "D" and est[("pixel-7", "litert-nnapi")]["p50_ms"] is None
+
+
+def test_a_latency_budget_can_name_a_device(tmp_path):
+    """``[budgets] p50_device``: max_p50_ms is held against that device's CPU estimate (its upper
+    bound), and the check says it is estimated."""
+    from edgeport.errors import ConfigError
+    from edgeport.pipeline import export
+    from edgeport.targets.profile import load_profile
+
+    def profile(limit: float, device: str = "pixel-4"):
+        f = tmp_path / f"p{limit}.toml"
+        f.write_text('name = "android-tflite"\nformat = "tflite"\nprecisions = ["fp32"]\ndefault_precision = "fp32"\n'
+                     f'[latency]\nwarmup = 1\nruns = 5\n[device]\nestimate = ["pixel-4"]\n'
+                     f'[budgets]\nmax_p50_ms = {limit}\np50_device = "{device}"\n')
+        return f
+
+    checks = {}
+    for limit in (50.0, 0.0001):
+        (result,) = export("sample:digits_cnn", [str(profile(limit))], out_dir=tmp_path / str(limit))
+        checks[limit] = next(c for c in result.report.checks if c.name == "latency_budget")
+    assert checks[50.0].passed and "pixel-4" in checks[50.0].detail and "estimated, not measured" in checks[50.0].detail
+    assert not checks[0.0001].passed
+    with pytest.raises(ConfigError, match="p50_device 'pixel-7' must be one of \\[device\\] estimate"):
+        load_profile(str(profile(1.0, "pixel-7")))
