@@ -29,15 +29,11 @@ import numpy as np
 from ..errors import ConfigError
 from ..strict import limits
 from .base import StepContext, StepReport
+from .losses import evaluate, named, output_loss
+from .masks import TrainingMasks
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..data import Dataset
-
-#: training progress at which a gradual schedule reaches its final sparsity
-GRADUAL_END = 0.8
-#: masks are recomputed this many times along a gradual schedule
-GRADUAL_EVENTS = 16
-
 
 @dataclass(frozen=True)
 class Distillation:
@@ -147,14 +143,14 @@ def _train(step: Distillation, module: Any, context: StepContext, data: "Dataset
     train_targets = _teacher_outputs(teacher, train, outputs, step.batch_size)
     val_targets = _teacher_outputs(teacher, val, outputs, step.batch_size) if len(val) else None
     scales = {n: float(v.float().std().clamp_min(1e-6)) for n, v in train_targets.items()}
-    masks = _Masks(student, context)
+    masks = TrainingMasks(student, context)
 
     def loss_of(got: Mapping[str, Any], want: Mapping[str, Any], lab: Mapping[str, Any]) -> Any:
-        return sum(_output_loss(step, kind, axis, got[n], want[n], lab.get(n), scales[n])
+        return sum(output_loss(step, kind, axis, got[n], want[n], lab.get(n), scales[n])
                    for n, kind, axis in outputs)
 
     t_eval = time.perf_counter()
-    before = _evaluate(student, val if len(val) else train, val_targets if len(val) else train_targets,
+    before = evaluate(student, val if len(val) else train, val_targets if len(val) else train_targets,
                        outputs, step, loss_of)
     # what must still fit after training: two validation passes and BatchNorm re-estimation
     reserve = 3 * (time.perf_counter() - t_eval)
@@ -175,7 +171,7 @@ def _train(step: Distillation, module: Any, context: StepContext, data: "Dataset
             progress = max(done_steps / planned, elapsed / step.time_s)
             masks.schedule(progress)
             xs, lab = train.rows(idx)
-            got = _named(student(*xs), [n for n, _, _ in outputs])
+            got = named(student(*xs), [n for n, _, _ in outputs])
             loss = loss_of(got, {k: v[idx] for k, v in train_targets.items()}, lab)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -191,7 +187,7 @@ def _train(step: Distillation, module: Any, context: StepContext, data: "Dataset
                 if time.perf_counter() - t_start + 2 * reserve > step.time_s:
                     stopped = "time budget"
                     break
-                metric = _evaluate(student, val, val_targets, outputs, step, loss_of)
+                metric = evaluate(student, val, val_targets, outputs, step, loss_of)
                 if context.note is not None:
                     context.note(f"distill: epoch {epochs_run}/{step.epochs}, validation loss {metric['loss']:.4f}, "
                                  f"{time.perf_counter() - t_start:.0f} s of {step.time_s:.0f}")
@@ -207,12 +203,12 @@ def _train(step: Distillation, module: Any, context: StepContext, data: "Dataset
     masks.finish()
     if best_state is not None:
         # the last weights or the best validated ones, whichever the validation split prefers
-        if _evaluate(student, val, val_targets, outputs, step, loss_of)["loss"] >= best_loss:
+        if evaluate(student, val, val_targets, outputs, step, loss_of)["loss"] >= best_loss:
             student.load_state_dict(best_state)
     student.eval()
     masks.apply()
     bn = _recalibrate(student, context)
-    after = _evaluate(student, val if len(val) else train, val_targets if len(val) else train_targets,
+    after = evaluate(student, val if len(val) else train, val_targets if len(val) else train_targets,
                       outputs, step, loss_of)
     seconds = time.perf_counter() - t_start
     stats: dict[str, Any] = {
@@ -232,21 +228,6 @@ def _train(step: Distillation, module: Any, context: StepContext, data: "Dataset
                                note="trained on the train split only; the eval split judges the result")
 
 
-def _named(result: Any, names: list[str]) -> dict[str, Any]:
-    """The module's outputs keyed by the source's output names (a tensor, tuple, list or dict)."""
-    import torch
-
-    if isinstance(result, torch.Tensor):
-        leaves = [result]
-    elif isinstance(result, Mapping):
-        leaves = list(result.values())
-    elif isinstance(result, (tuple, list)):
-        leaves = list(result)
-    else:
-        raise ConfigError(f"cannot train on a module returning {type(result).__name__}")
-    return dict(zip(names, leaves))
-
-
 def _teacher_outputs(teacher: Any, data: _Split, outputs: tuple[tuple[str, str, int | None], ...],
                      batch: int) -> dict[str, Any]:
     import torch
@@ -255,64 +236,10 @@ def _teacher_outputs(teacher: Any, data: _Split, outputs: tuple[tuple[str, str, 
     parts: dict[str, list[Any]] = {n: [] for n in names}
     with torch.no_grad():
         for start in range(0, len(data), batch):
-            got = _named(teacher(*[x[start:start + batch] for x in data.inputs]), names)
+            got = named(teacher(*[x[start:start + batch] for x in data.inputs]), names)
             for n in names:
                 parts[n].append(got[n].detach())
     return {n: torch.cat(v) if v else torch.empty(0) for n, v in parts.items()}
-
-
-def _output_loss(step: Distillation, kind: str, axis: int | None, got: Any, want: Any, label: Any,
-                 scale: float) -> Any:
-    import torch.nn.functional as F
-
-    got = got.float()
-    want = want.float()
-    if kind in ("classification", "segmentation"):
-        ax = axis if axis is not None else 1
-        t = step.temperature
-        soft = F.kl_div(F.log_softmax(got / t, dim=ax), F.log_softmax(want / t, dim=ax), log_target=True,
-                        reduction="none").sum(ax).mean() * t * t
-        if label is None:
-            return soft if step.method == "kd" else got.sum() * 0
-        hard = F.cross_entropy(got.movedim(ax, 1), label.reshape(got.movedim(ax, 1).shape[:1] + got.movedim(ax, 1).shape[2:]))
-        return hard if step.method == "finetune" else step.alpha * soft + (1 - step.alpha) * hard
-    flat_g, flat_w = got.reshape(len(got), -1), want.reshape(len(want), -1)
-    soft = ((flat_g - flat_w) ** 2).mean() / (scale * scale)
-    if kind != "regression" and flat_g.shape[1] > 1:
-        soft = soft + (1 - F.cosine_similarity(flat_g, flat_w, dim=1, eps=1e-8)).mean()
-    if label is None:
-        return soft if step.method == "kd" else got.sum() * 0
-    hard = ((flat_g - label.float().reshape(flat_g.shape)) ** 2).mean() / (scale * scale)
-    return hard if step.method == "finetune" else step.alpha * soft + (1 - step.alpha) * hard
-
-
-def _evaluate(student: Any, data: _Split, targets: Mapping[str, Any] | None, outputs: tuple[tuple[str, str, int | None], ...],
-              step: Distillation, loss_of: Any) -> dict[str, Any]:
-    """Loss and, for classification outputs, agreement with the teacher and accuracy on labels."""
-    import torch
-
-    names = [n for n, _, _ in outputs]
-    student.eval()
-    parts: dict[str, list[Any]] = {n: [] for n in names}
-    with torch.no_grad():
-        for start in range(0, len(data), step.batch_size):
-            got = _named(student(*[x[start:start + step.batch_size] for x in data.inputs]), names)
-            for n in names:
-                parts[n].append(got[n])
-        got = {n: torch.cat(v) for n, v in parts.items()}
-        result: dict[str, Any] = {"loss": round(float(loss_of(got, targets, data.labels)), 6)}
-        for n, kind, axis in outputs:
-            if kind in ("classification", "segmentation"):
-                ax = axis if axis is not None else 1
-                pred = got[n].argmax(ax)
-                result[f"agreement:{n}"] = round(float((pred == targets[n].argmax(ax)).float().mean()), 6)
-                if n in data.labels:
-                    result[f"accuracy:{n}"] = round(float((pred == data.labels[n].reshape(pred.shape)).float().mean()), 6)
-            else:  # error relative to the teacher's spread (0: the teacher's values exactly)
-                want = targets[n].float()
-                result[f"relative_mse:{n}"] = round(float(((got[n].float() - want) ** 2).mean()
-                                                          / want.var().clamp_min(1e-12)), 6)
-    return result
 
 
 def _recalibrate(student: Any, context: StepContext) -> int:
@@ -323,63 +250,3 @@ def _recalibrate(student: Any, context: StepContext) -> int:
     if data is None or not len(data):
         return 0
     return recalibrate_batchnorm(student, _torch_batches(data.take(BATCHNORM_SAMPLES)))
-
-
-class _Masks:
-    """Zeros that must stay zero while training: earlier one-shot magnitude steps' (fixed), and a
-    gradual step's (recomputed along its schedule)."""
-
-    def __init__(self, student: Any, context: StepContext):
-        from .magnitude import MagnitudePruning, prunable_layers
-
-        self.layers = prunable_layers(student)
-        steps = [s for s in context.earlier if isinstance(s, MagnitudePruning) and s.sparsity > 0]
-        gradual = [s for s in steps if s.schedule == "gradual"]
-        self.gradual = (gradual[-1].sparsity, gradual[-1].scope) if gradual else None
-        self.fixed = [(m.weight != 0).to(m.weight.dtype) for m in self.layers] if len(steps) > len(gradual) else None
-        self.current = self.fixed
-        self.level = -1
-        self.settled = self.gradual is None
-
-    def schedule(self, progress: float) -> None:
-        if self.gradual is None:
-            return
-        level = min(GRADUAL_EVENTS, int(progress / GRADUAL_END * GRADUAL_EVENTS))
-        if level > self.level:
-            self.level = level
-            self._prune_to(self.gradual[0] * (1 - (1 - level / GRADUAL_EVENTS) ** 3))
-            self.settled = level >= GRADUAL_EVENTS
-
-    def _prune_to(self, sparsity: float) -> None:
-        import torch
-
-        from .magnitude import magnitude_masks
-
-        masks = magnitude_masks(self.layers, sparsity, self.gradual[1])
-        if self.fixed is not None:
-            masks = [a * b for a, b in zip(masks, self.fixed)]
-        self.current = masks
-        with torch.no_grad():
-            for m, mask in zip(self.layers, masks):
-                m.weight.mul_(mask)
-
-    def apply(self) -> None:
-        import torch
-
-        if self.current is None:
-            return
-        with torch.no_grad():
-            for m, mask in zip(self.layers, self.current):
-                m.weight.mul_(mask)
-
-    def finish(self) -> None:
-        """A gradual schedule cut short (time budget) still ends at its target."""
-        if self.gradual is not None and not self.settled:
-            self.level = GRADUAL_EVENTS
-            self._prune_to(self.gradual[0])
-            self.settled = True
-
-    def achieved(self) -> float:
-        from .magnitude import zero_share
-
-        return zero_share(self.layers) if self.layers else 0.0

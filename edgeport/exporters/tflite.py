@@ -7,7 +7,7 @@ converts but fails at run time. Fallbacks: a full-integer int8 conversion that f
 op has no int8 kernel is retried with float fallback ops (recorded in the facts); any other failure
 is refused with the converter's reason (ConversionError). A full-integer model is then compared
 with the float one on calibration samples; when it drifts, the network's first layers are kept
-float (``_tflite_convert.guard_int8``, option ``int8_guard``, on by default), recorded in the facts.
+float (``_tflite_guard.guard_int8``, option ``int8_guard``, on by default), recorded in the facts.
 
 Every artifact is loaded in the LiteRT interpreter and run on the example input before it is
 returned: an artifact that does not load is never shipped.
@@ -74,7 +74,7 @@ class TFLiteExporter(Exporter):
                 fp32_flat = convert(work / "saved_model_named", "fp32", specs, None, 0, "float")
         guard = None
         if precision is Precision.INT8 and not float_fallback and job.options.int8_guard:
-            from ._tflite_convert import GuardInputs, guard_int8
+            from ._tflite_guard import GuardInputs, guard_int8
 
             with job.progress.step("tflite: int8 vs float on calibration data"):
                 runtimes = (job.plan.runtime, *job.plan.extra_runtimes)
