@@ -60,7 +60,6 @@ class Auto:
 class Candidate:
     label: str
     plan: "Plan"
-    compressed: bool
 
 
 def is_auto(precision: "str | Auto | None", profile: "Profile") -> bool:
@@ -75,7 +74,7 @@ def candidates(profile: "Profile", auto: Auto, compression: CompressionRequest |
 
     baseline = resolve_plan(profile, Precision.FP32.value, CompressionRequest(sparsity=0, recover="none",
                                                                                prune_channels=0, low_rank=0))
-    out = [Candidate("fp32 (baseline)", baseline, False)]
+    out = [Candidate("fp32 (baseline)", baseline)]
     precisions = sorted(profile.precisions, key=lambda p: _BYTES_PER_WEIGHT.get(p, 4.0))
     if auto.objective == "latency":
         precisions = list(profile.precisions)
@@ -90,7 +89,7 @@ def candidates(profile: "Profile", auto: Auto, compression: CompressionRequest |
             plan = resolve_plan(profile, p.value, req)
             if not plan.compression and p is Precision.FP32:
                 continue  # the baseline
-            out.append(Candidate(p.value + suffix, plan, bool(plan.compression)))
+            out.append(Candidate(p.value + suffix, plan))
     return out
 
 

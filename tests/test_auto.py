@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 
 from cli_helpers import run_cli
 from edgeport.pipeline import export
@@ -92,4 +91,3 @@ def test_search_flags_need_auto_and_a_profile_may_default_to_auto(tmp_path):
 
     assert load_profile(str(_profile(tmp_path))).auto
     assert not load_profile("local-onnx").auto
-    assert np.isfinite(Auto().search_time_s)
