@@ -12,13 +12,14 @@ OUT ?= out
 all: test
 
 # torch first (the CPU wheel: a plain 'torch' would pull GBs of CUDA), then everything else under
-# the committed constraints, then onnx2tf / tensorflowjs without their stale hard pins.
+# the committed constraints, then onnx2tf / tensorflowjs without their stale hard pins, and onnx2torch
+# without its torchvision (the registry's wheels are CUDA builds; edgeport stands in for it).
 $(STAMP): requirements/constraints.txt requirements/base.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade "pip>=24"
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -c requirements/constraints.txt -r requirements/base.txt
-	$(PIP) install -q --no-deps -c requirements/constraints.txt onnx2tf tensorflowjs
+	$(PIP) install -q --no-deps -c requirements/constraints.txt onnx2tf tensorflowjs onnx2torch
 	$(PIP) install -q --no-deps -e .
 	touch $(STAMP)
 

@@ -41,6 +41,7 @@ DIGITS = [
 TEXT = [
     ("dense", {}, True),
     ("channels 0.5 /16, kd", {"prune_channels": 0.5, "channel_multiple": 16, "recover": "kd"}, True),
+    ("channels 0.75 /16, kd", {"prune_channels": 0.75, "channel_multiple": 16, "recover": "kd"}, True),
     ("low-rank 0.9, kd", {"low_rank": 0.9, "recover": "kd"}, True),
     ("low-rank 0.7, kd", {"low_rank": 0.7, "recover": "kd"}, True),
 ]
@@ -177,6 +178,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="four rows per model")
     ap.add_argument("--recover-time", type=float, default=60.0)
+    ap.add_argument("--models", nargs="+", choices=("digits_cnn", "text_transformer"),
+                    default=["digits_cnn", "text_transformer"])
+    ap.add_argument("--only", nargs="+", metavar="LABEL", help="these rows only (the dense row always)")
     args = ap.parse_args()
     from edgeport.sample_models import load_sample
 
@@ -185,8 +189,12 @@ def main() -> None:
     all_rows, int8_rows = [], []
     with tempfile.TemporaryDirectory(prefix="edgeport-bench-compression-") as tmp:
         for name, configs in (("digits_cnn", DIGITS), ("text_transformer", TEXT)):
+            if name not in args.models:
+                continue
             if args.quick:
                 configs = [c for c in configs if c[0] in QUICK]
+            if args.only:
+                configs = [c for c in configs if c[0] == "dense" or c[0] in args.only]
             source = load_sample(name)
             work = Path(tmp) / name
             work.mkdir()
@@ -197,11 +205,13 @@ def main() -> None:
         clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in all_rows]
     print()
     print_table(clean, columns)
-    print()
-    print_table(int8_rows, ["model", "target", "compression", "kb", "ratio_to_dense_fp32", "accuracy", "drop_pt",
-                            "passed", "failing"])
-    write_json("compression", {"host": platform.processor() or platform.machine(), "threads": 1,
-                               "recover_time_s": args.recover_time, "rows": clean, "int8": int8_rows})
+    if int8_rows:
+        print()
+        print_table(int8_rows, ["model", "target", "compression", "kb", "ratio_to_dense_fp32", "accuracy",
+                                "drop_pt", "passed", "failing"])
+    name = "compression" if len(args.models) == 2 else "compression-" + args.models[0]
+    write_json(name, {"host": platform.processor() or platform.machine(), "threads": 1,
+                      "recover_time_s": args.recover_time, "rows": clean, "int8": int8_rows})
 
 
 if __name__ == "__main__":

@@ -136,7 +136,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     with estimating_on(args.device or ()):
         results = export(args.model, args.target, precision=_precision(args), compression=request, data=args.data,
-                         train_data=args.train_data, out_dir=args.out,
+                         train_data=args.train_data, out_dir=args.out, task=args.task,
                          progress=Progress(enabled=not args.quiet and not args.json))
     seconds = time.perf_counter() - t0
     if args.junit:

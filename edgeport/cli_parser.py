@@ -50,6 +50,9 @@ def parser() -> argparse.ArgumentParser:
                    help="what recovery trains on (inputs like --data, labels optional; default: a sample's "
                         "own train split); the --data eval split is never trained on")
     e.add_argument("--data", help="FILE.npz: inputs named like the model's (or x), optional labels")
+    e.add_argument("--task", choices=("classification", "segmentation", "regression", "embedding"),
+                   help="what the model does (default: a first output shaped [N, C] is assumed to be a "
+                        "classifier's and its top-1 agreement checked; the report says so)")
     e.add_argument("--device", action="append", metavar="NAME", help="also estimate latency on this device "
                    "(repeatable): a name from 'edgeport devices' or a device TOML file")
     e.add_argument("-o", "--out", default="out", help="output folder for bundles (default: out)")

@@ -77,6 +77,9 @@ class CoreMLOptions(FormatOptions):
         choices=("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")))
     #: tensors with fewer elements stay float (coremltools' own default is 2048)
     weight_threshold: int = field(default=0, metadata=limits(min=0))
+    #: int8 / lut: "measured" keeps float the tensors whose compression costs the most error per
+    #: byte saved, judged on calibration inputs; "all" compresses every tensor over weight_threshold
+    tensor_policy: str = field(default="measured", metadata=limits(choices=("measured", "all")))
     #: activation calibration needs MLModel.predict, which runs only on macOS
     activation_quantization: bool = False
 

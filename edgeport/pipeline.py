@@ -25,7 +25,7 @@ from .exporters.failures import explain
 from .exporters.isolation import export_isolated
 from .progress import Progress
 from .size_reference import fp32_bytes
-from .source import ModelSource, load_source
+from .source import DECLARED_TASKS, ModelSource, load_source
 from .target_log import log_path, target_log
 from .targets.devices import requested_devices
 from .targets.profile import TARGET_NAMES, Plan, load_profile, resolve_plan, with_devices
@@ -35,7 +35,7 @@ from .validation.golden import Golden, write_golden
 from .validation.staging import staging, sweep_stale
 from .validation.judge import Subject, evaluate
 from .validation.report import Compression, Report
-from .validation.task_kinds import check_labels
+from .validation.task_kinds import assumed_task, check_labels
 from .version import __version__
 
 #: golden inputs kept in a bundle are capped at this many raw bytes (first samples kept)
@@ -130,6 +130,10 @@ def reference_outputs(source: ModelSource, data: Dataset, module: Any | None = N
     runtime run). Outputs that are not finite are refused: parity cannot be judged against them."""
     if module is not None or source.module is not None:
         outputs = source.reference(data, module)
+    elif source.tensorflow is not None:  # TensorFlow itself, in a child unless it is loaded here
+        from .tf_source import reference_outputs as tf_reference
+
+        outputs = tf_reference(source.tensorflow, data)
     else:
         from .exporters.isolation import call_isolated
 
@@ -179,7 +183,8 @@ def resolve_plans(targets: Sequence[str], precision: "str | Auto | None" = None,
 def export(model: str | ModelSource, targets: Sequence[str], *, precision: "str | Auto | None" = None,
            compression: CompressionRequest | None = None,
            data: str | Path | Dataset | None = None, train_data: str | Path | Dataset | None = None,
-           out_dir: str | Path = "out", progress: Progress | None = None) -> list[ExportResult]:
+           out_dir: str | Path = "out", progress: Progress | None = None,
+           task: str | None = None) -> list[ExportResult]:
     """Export ``model`` for each target, validate each artifact and write one bundle per target.
     Inside an ``estimating_on(devices)`` block every report also has latency estimates for them.
 
@@ -196,15 +201,26 @@ def export(model: str | ModelSource, targets: Sequence[str], *, precision: "str 
     profiles' compression steps; ``train_data`` is what a recovery step trains on (default: a sample
     model's own train split) — the eval ``data`` never is.
 
+    ``task`` (one of ``source.DECLARED_TASKS``) declares what the model does; undeclared, a first
+    output shaped ``[N, C]`` (C >= 2) is judged as a classifier and the report says it assumed so.
+
     Intermediate conversions (the source's ONNX file, the TensorFlow SavedModel, the fp32 size
     reference) live in a temporary folder for this call, or under :func:`conversion_cache`.
     """
     progress = progress or Progress(False)
+    if task is not None and task not in DECLARED_TASKS:
+        raise ConfigError(f"unknown task {task!r}; known: {', '.join(DECLARED_TASKS)}")
     auto = precision if isinstance(precision, Auto) else Auto()
     plans = [with_devices(p, requested_devices()) for p in resolve_plans(targets, precision, compression)]
     auto_targets = {t for t, plan in zip(expand_targets(targets), plans) if is_auto(precision, load_profile(t))}
     with progress.step(f"load model {model if isinstance(model, str) else model.name}"):
         source = prepare_source(model, data)
+        if task is not None:
+            source = replace(source, task=task, task_basis="declared (--task)")
+        if source.tensorflow is not None and (any(plan.compression for plan in plans) or
+                                              (auto_targets and auto.compress)):
+            raise ConfigError("compression steps (pruning, low-rank, distillation) work on a PyTorch module and do "
+                              "not apply to a TensorFlow source; export it without them (precision still applies)")
         if any(plan.compression for plan in plans) and source.module is None:
             raise ModelLoadError("compression needs a PyTorch source (module or .pt2), not an ONNX file")
         if train_data is not None:
@@ -220,6 +236,7 @@ def export(model: str | ModelSource, targets: Sequence[str], *, precision: "str 
     golden, golden_desc = golden_inputs(source)
     with progress.step(f"reference outputs on {len(golden)} samples"):
         reference = reference_outputs(source, golden)
+    source = _settled_task(source, {name: out.shape[1:] for name, out in reference.items()})
     # each labelled output's kind follows from its shape: labels that fit none are refused here
     check_labels(source.eval_data, {name: out.shape[1:] for name, out in reference.items()})
     if train_data is not None:  # the user's train labels, checked like the eval labels
@@ -241,6 +258,15 @@ def export(model: str | ModelSource, targets: Sequence[str], *, precision: "str 
     return results
 
 
+def _settled_task(source: ModelSource, output_shapes: dict[str, tuple[int, ...]]) -> ModelSource:
+    """The source with its task decided and the basis stated: declared, or assumed from the shape
+    of its first output (``task_kinds.assumed_task``)."""
+    if source.task != "generic":
+        return source if source.task_basis else replace(source, task_basis="declared by the model source")
+    task, basis = assumed_task(source.output_names, output_shapes)
+    return replace(source, task=task, task_basis=basis)
+
+
 def _golden_part(call: _Call, indices: np.ndarray, desc: str) -> _Call:
     g = call.golden
     part = Golden(g.data.subset(indices), {k: v[indices] for k, v in g.reference.items()}, None)
@@ -249,22 +275,33 @@ def _golden_part(call: _Call, indices: np.ndarray, desc: str) -> _Call:
 
 def _auto_one(call: _Call, target: str) -> tuple[Path, Report]:
     """``--precision auto`` for one target: every candidate judged on the selection split, the
-    pick exported again and judged on the held-out rest (its bundle's golden set)."""
+    pick exported again and judged on the held-out rest (its bundle's golden set). A pick that
+    fails on the held-out split gives way to the next fitting candidate (the baseline last)."""
     options = call.searches[target]
     selection, judgment = splits(len(call.golden.data))
     n = len(call.golden.data)
     chose = _golden_part(call, selection, f"{call.golden_desc} — selection split: {len(selection)} of {n} samples")
     with tempfile.TemporaryDirectory(prefix="edgeport-auto-") as tmp:
         trial = replace(chose, out_dir=Path(tmp), pages=False)
-        chosen, block = search(call.auto, options, lambda c: _export_one(trial, c.plan)[1], call.progress.note)
-    block.update(budget={**to_table(chosen.plan.budgets)}, selection_samples=int(len(selection)),
+        ranked, block = search(call.auto, options, lambda c: _export_one(trial, c.plan)[1], call.progress)
+    block.update(budget={**to_table(ranked[0].plan.budgets)}, selection_samples=int(len(selection)),
                  judgment_samples=int(len(judgment)),
-                 splits=f"a seeded third of the golden samples chose; the other {len(judgment)} judge the pick "
-                        "(this bundle's golden.npz)")
-    call.progress.note(f"auto: {target} picks {chosen.label} — {block['why']}")
+                 splits=f"a seeded {len(selection)} of the {n} golden samples chose; the other {len(judgment)} "
+                        "judge the pick (this bundle's golden.npz)")
     judged = _golden_part(call, judgment, f"{call.golden_desc} — judgment split: {len(judgment)} of {n} samples "
                                           "(held out from the auto search)")
-    return _export_one(judged, chosen.plan, auto=block)
+    fell_back: list[dict[str, str]] = []
+    for i, chosen in enumerate(ranked):
+        call.progress.note(f"auto: {target} picks {chosen.label} — {block['why'] if not i else 'the next that fits'}")
+        if fell_back:
+            block.update(pick=chosen.label, held_out_failures=list(fell_back))
+        bundle, report = _export_one(judged, chosen.plan, auto=block)
+        if report.passed or i == len(ranked) - 1:
+            return bundle, report
+        why = "; ".join(f"{c.name}: {c.detail}" for c in report.checks if not c.passed)
+        call.progress.note(f"auto: {chosen.label} fit the selection split but fails on the held-out one ({why})")
+        fell_back.append({"label": chosen.label, "why": why})
+    raise AssertionError("unreachable: the ranking always holds the baseline")
 
 
 def _run_target(call: _Call, plan: Plan) -> ExportResult:
@@ -350,7 +387,7 @@ def _compress(call: _Call, plan: Plan) -> tuple[Any, list[Any]]:
         channel_multiple=plan.channel_multiple, seed=0,
         outputs=output_roles(source, call.golden.reference, train if train is not None and train.has_labels
                              else source.eval_data),
-        note=call.progress.note)
+        progress=call.progress)
     with call.progress.step("compress: " + ", ".join(s.kind for s in plan.compression)):
         return compress(source.module, plan.compression, context)
 
@@ -370,7 +407,8 @@ def _export_one(call: _Call, plan: Plan, auto: dict[str, Any] | None = None) -> 
         if artifact.fp32_bytes is None:
             artifact = replace(artifact, fp32_bytes=fp32_bytes(exporter, job, artifact, progress))
         write_golden(stage / GOLDEN, golden.data, golden.reference, golden.converted_reference)
-        subject = Subject(source.name, source.task, source.classifier_output, call.golden_desc, __version__)
+        subject = Subject(source.name, source.task, source.classifier_output, call.golden_desc, __version__,
+                          source.task_basis)
         report = evaluate(artifact, plan, golden, subject, compression=compression, progress=progress,
                           timings=timings)
         if auto is not None:
@@ -382,9 +420,10 @@ def _export_one(call: _Call, plan: Plan, auto: dict[str, Any] | None = None) -> 
             "edgeport_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "model": source.name,
-            "source": {"digest": source.digest(), "task": source.task, "description": source.description,
+            "source": {"digest": source.digest(), "task": source.task, "task_basis": source.task_basis,
+                       "description": source.description,
                        "inputs": [s.__dict__ for s in source.input_specs],
-                       "outputs": list(source.output_names)},
+                       "outputs": list(source.output_names), **source.framework_info()},
             "target": plan.target,
             "plan": plan.to_dict(),
             "artifact": {"format": artifact.format, "entry": artifact.entry, "precision": artifact.precision.value,

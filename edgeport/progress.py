@@ -1,10 +1,11 @@
-"""Progress lines on stderr for steps that take more than a moment."""
+"""Progress on stderr for work that takes more than a moment: step lines, and bars (tqdm) for
+work of known size (auto searches, sweeps, recovery epochs) when stderr is a terminal."""
 from __future__ import annotations
 
 import sys
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 #: what a step listener hears: ("open" | "done" | "fail", the step's message)
 StepListener = Callable[[str, str], None]
@@ -23,12 +24,42 @@ class Progress:
         self.stream = stream or sys.stderr
         self.log: TextIO | None = None
         self.listener: StepListener | None = None
+        self._bars: list[Any] = []  # live tqdm bars, innermost last
 
-    def _line(self, text: str) -> None:
-        if self.enabled:
-            print(text, file=self.stream, flush=True)
+    def _line(self, text: str, shown: bool = True) -> None:
+        if self.enabled and shown:
+            if self._bars:  # printed above the bars, which are redrawn below it
+                from tqdm import tqdm
+
+                tqdm.write(text, file=self.stream)
+            else:
+                print(text, file=self.stream, flush=True)
         if self.log is not None:
             print(text, file=self.log, flush=True)
+
+    @property
+    def on_terminal(self) -> bool:
+        isatty = getattr(self.stream, "isatty", None)
+        return bool(self.enabled and isatty is not None and isatty())
+
+    @contextmanager
+    def bar(self, total: int, what: str, unit: str = "it") -> Iterator["Bar"]:
+        """Work of ``total`` parts: a progress bar on a terminal; elsewhere (a pipe, a CI log)
+        each part's line, which the target's log file always gets."""
+        live = None
+        if self.on_terminal:
+            from tqdm import tqdm
+
+            live = tqdm(total=total, desc=f"[edgeport] {what}", unit=unit, file=self.stream,
+                        position=len(self._bars), leave=not self._bars, dynamic_ncols=True,
+                        bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed}{postfix}")
+            self._bars.append(live)
+        try:
+            yield Bar(self, live)
+        finally:
+            if live is not None:
+                self._bars.remove(live)
+                live.close()
 
     def note(self, message: str) -> None:
         self._line(f"[edgeport] {message}")
@@ -54,6 +85,22 @@ class Progress:
             raise
         self._line(f"[edgeport]   {message}: {time.perf_counter() - t0:.1f} s")
         self._tell("done", message)
+
+
+class Bar:
+    """One bar of :meth:`Progress.bar`."""
+
+    def __init__(self, progress: Progress, live: Any):
+        self._progress, self._live = progress, live
+
+    def advance(self, message: str, status: str | None = None) -> None:
+        """One part done: ``message`` is its line (kept in the log; shown when there is no bar),
+        ``status`` what the bar shows beside its count (e.g. the best so far)."""
+        self._progress._line(f"[edgeport] {message}", shown=self._live is None)
+        if self._live is not None:
+            if status:
+                self._live.set_postfix_str(status, refresh=False)
+            self._live.update(1)
 
 
 SILENT = Progress(enabled=False)

@@ -42,7 +42,7 @@ def validate_bundle(bundle: str | Path, progress: Progress | None = None,
                             fp32_bytes=art.get("fp32_bytes"))
         subject = Subject(str(manifest["model"]), str(src["task"]),
                           artifact.output_names[0] if src["task"] == "classification" else None,
-                          version=__version__)
+                          version=__version__, task_basis=str(src.get("task_basis") or ""))
     except (KeyError, TypeError, IndexError, AttributeError, EdgeportError) as exc:
         raise ModelLoadError(f"{root / 'manifest.json'} is not a readable edgeport manifest: {exc}") from exc
     plan = with_devices(plan, devices)

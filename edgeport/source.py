@@ -1,7 +1,9 @@
 """ModelSource: what the user hands in, and the loading of model specs.
 
 Specs: ``sample:NAME``, ``path/file.py:factory``, ``package.module:factory``, ``model.onnx``,
-``model.pt2``. A factory returns ``(module, example_inputs)`` or a :class:`ModelSource`.
+``model.pt2``, and TensorFlow ones (:mod:`.tf_source`): ``model.keras``, ``model.h5``, a SavedModel
+folder. A factory returns ``(module, example_inputs)``, a :class:`ModelSource`, or a
+``tf.keras.Model`` / ``tf.function`` with an input signature.
 """
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ from .errors import ModelLoadError, one_line
 from .io_names import check_names, default_input_names, flatten_outputs, forward_input_names
 from .registry import LazyRegistry
 
-TASKS = ("classification", "embedding", "generic")
+TASKS = ("classification", "segmentation", "regression", "embedding", "generic")
+#: what a user may declare (``--task``, ``ModelSource(task=...)``); "generic" is "not declared"
+DECLARED_TASKS = TASKS[:4]
 
 #: sample model name -> "module:function" returning a ModelSource (imported on use: they need torch)
 SAMPLES = LazyRegistry("sample model", {
@@ -54,6 +58,10 @@ class ModelSource:
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     train_data: "Dataset | Callable[[], Dataset] | None" = None
+    #: why ``task`` is what it is: declared, or what it was assumed from (the report says so)
+    task_basis: str = ""
+    #: a TensorFlow source (:class:`~edgeport.tf_source.TFModel`); ``module`` is then None
+    tensorflow: Any = None
 
     def __post_init__(self) -> None:
         self.example_inputs = tuple(_to_numpy(x) for x in self.example_inputs)
@@ -130,8 +138,33 @@ class ModelSource:
                 for name, o in flatten_outputs(out, f"{self.name}: forward()")]
 
     # -- identity -----------------------------------------------------------------------------
+    @property
+    def framework(self) -> str:
+        """What computes the reference outputs: ``torch``, ``tensorflow`` or ``onnx`` (onnxruntime)."""
+        if self.tensorflow is not None:
+            return "tensorflow"
+        return "onnx" if self.module is None and self.onnx_path is not None else "torch"
+
+    def framework_info(self) -> dict[str, str]:
+        """The manifest's record of the source framework and its version(s)."""
+        if self.tensorflow is not None:
+            versions = dict(self.tensorflow.versions)
+            return {"framework": "tensorflow", "framework_version": versions.get("tensorflow", "unknown"),
+                    **{f"{k}_version": v for k, v in versions.items() if k != "tensorflow"}}
+        from importlib.metadata import PackageNotFoundError, version
+
+        package = "onnxruntime" if self.framework == "onnx" else "torch"
+        try:
+            found = version(package)
+        except PackageNotFoundError:
+            found = "unknown"
+        return {"framework": self.framework, "framework_version": found,
+                **({"reference_runtime": f"onnxruntime {found}"} if package == "onnxruntime" else {})}
+
     def digest(self) -> str:
         """sha256 of the source weights (torch state dict or model file)."""
+        if self.tensorflow is not None:
+            return self.tensorflow.digest
         h = hashlib.sha256()
         if self.onnx_path is not None and self.module is None:
             h.update(Path(self.onnx_path).read_bytes())
@@ -155,8 +188,11 @@ class ModelSource:
         # judged as a classifier (labels naming no output are refused here, before any work)
         first = data.labels_for(self.output_names).get(self.output_names[0]) if self.output_names else None
         ids = first is not None and first.dtype.kind in "biu" and first.size == len(first)
-        task = "classification" if ids and self.task == "generic" else self.task
-        return replace(self, eval_data=data, calibration_data=data, task=task)
+        if ids and self.task == "generic":
+            return replace(self, eval_data=data, calibration_data=data, task="classification",
+                           task_basis=f"assumed: the labels of output {self.output_names[0]!r} are one class id "
+                                      "per sample (declare --task to change)")
+        return replace(self, eval_data=data, calibration_data=data)
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -177,11 +213,16 @@ def load_source(spec: str) -> ModelSource:
         return _load_onnx(Path(spec))
     if lower.endswith(".pt2"):
         return _load_pt2(Path(spec))
+    from .tf_source import is_tf_spec
+
+    if is_tf_spec(spec):
+        return _load_tensorflow(Path(spec))
     if ":" in spec:
         target, _, factory_name = spec.rpartition(":")
         return _from_factory(spec, _import_factory(target, factory_name))
     raise ModelLoadError(f"cannot tell what model {spec!r} is; use sample:NAME, file.py:factory, "
-                         "package.module:factory, model.onnx or model.pt2")
+                         "package.module:factory, model.onnx, model.pt2, model.keras, model.h5 or a "
+                         "SavedModel folder")
 
 
 def _import_factory(target: str, factory_name: str) -> Callable[[], Any]:
@@ -221,6 +262,10 @@ def _from_factory(spec: str, factory: Callable[[], Any]) -> ModelSource:
         raise ModelLoadError(f"factory {spec} raised {type(exc).__name__}: {one_line(exc)}") from exc
     if isinstance(made, ModelSource):
         return made
+    from .tf_source import is_tf_object
+
+    if is_tf_object(made):
+        return _tensorflow_source(spec.rpartition(":")[2], _tf_object(spec, made))
     if not (isinstance(made, tuple) and len(made) == 2):
         raise ModelLoadError(f"factory {spec} must return (module, example_inputs) or a ModelSource")
     module, example = made
@@ -262,6 +307,32 @@ def _load_onnx(path: Path) -> ModelSource:
     outputs = tuple(o.name for o in model.graph.output)
     return ModelSource(name=path.stem, module=None, example_inputs=tuple(examples),
                        input_names=tuple(names), output_names=outputs, onnx_path=path.resolve())
+
+
+def _tf_object(spec: str, made: Any) -> Any:
+    from .tf_source import from_tf_object
+
+    try:
+        return from_tf_object(made)
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(f"running {spec} on zeros of its input shapes failed: {one_line(exc)}") from exc
+
+
+def _load_tensorflow(path: Path) -> ModelSource:
+    from .tf_source import load_tf_file
+
+    name = path.name.rstrip("/") if path.is_dir() else path.stem
+    return _tensorflow_source(name or "saved_model", load_tf_file(path))
+
+
+def _tensorflow_source(name: str, tfm: Any) -> ModelSource:
+    examples = tuple(np.zeros(shape, dtype=dtype) for _, shape, dtype in tfm.inputs)
+    source = ModelSource(name=name, module=None, example_inputs=examples,
+                         input_names=tuple(n for n, _, _ in tfm.inputs), output_names=tfm.outputs, tensorflow=tfm)
+    check_names(name, source.input_names, source.output_names, True)
+    return source
 
 
 def _load_pt2(path: Path) -> ModelSource:

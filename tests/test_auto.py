@@ -7,7 +7,7 @@ import json
 
 from cli_helpers import run_cli
 from edgeport.pipeline import export
-from edgeport.search import Auto, pick
+from edgeport.search import Auto, pick, ranking, splits
 from edgeport.validation.golden import read_golden
 
 FAST = '[latency]\nwarmup = 2\nruns = 20\n'
@@ -91,3 +91,51 @@ def test_search_flags_need_auto_and_a_profile_may_default_to_auto(tmp_path):
 
     assert load_profile(str(_profile(tmp_path))).auto
     assert not load_profile("local-onnx").auto
+
+
+def test_ranking_puts_fitting_candidates_best_first_and_the_baseline_last():
+    rows = [{"passed": False, "bytes": 400, "p50_ms": {"r": 1.0}}, {"passed": True, "bytes": 100, "p50_ms": {"r": 0.9}},
+            {"passed": True, "bytes": 50, "p50_ms": {"r": 2.0}}]
+    assert ranking(rows, "size") == [2, 1, 0] and ranking(rows, "latency") == [1, 2, 0]
+    assert ranking([{**rows[0], "passed": True}, *rows[1:]], "size") == [2, 1, 0]
+
+
+def test_the_selection_split_is_never_a_handful():
+    for n, chosen in [(64, 32), (512, 171), (30, 15), (2, 1), (1, 1)]:
+        sel, held = splits(n)
+        assert len(sel) == chosen and (len(held) == n - chosen or n == 1)
+        assert not set(sel) & set(held) or n == 1
+
+
+def _tie_breaker(n: int):
+    """Two logits a hair apart on the held-out samples (fp16 rounds the hair away, so its top-1
+    flips) and far apart on the selection samples (fp16 agrees there)."""
+    import numpy as np
+    import torch
+
+    from edgeport.data import Dataset
+    from edgeport.source import ModelSource
+
+    width = 4096  # features past the first two are zero: their weights only make fp16 the smaller file
+    layer = torch.nn.Linear(width, 2, bias=False)
+    with torch.no_grad():
+        layer.weight.normal_()
+        layer.weight[:, :2] = torch.tensor([[1.0, 0.0], [1.0 + 1e-4, 5.0]])
+    sel, _ = splits(n)
+    x = np.zeros((n, width), np.float32)
+    x[:, 0] = np.random.default_rng(3).uniform(1.0, 2.0, n)
+    x[sel, 1] = 1.0
+    return ModelSource("tie_breaker", layer.eval(), (x[:1],), ("x",), ("logits",), task="classification",
+                       eval_data=Dataset({"x": x}, None, "tie breaker"))
+
+
+def test_a_pick_that_fails_on_the_held_out_split_gives_way_to_the_next(tmp_path):
+    f = _profile(tmp_path, precisions='["fp32", "fp16"]')
+    (result,) = export(_tie_breaker(64), [str(f)], out_dir=tmp_path / "out")
+    auto = result.report.auto
+    fp16 = next(c for c in auto["candidates"] if c["label"] == "fp16")
+    assert fp16["passed"] and fp16["agreement"] == 1.0  # on the selection split
+    (failure,) = auto["held_out_failures"]
+    assert failure["label"] == "fp16" and "top1_agreement" in failure["why"]
+    assert auto["pick"] == "fp32 (baseline)" and result.report.precision == "fp32" and result.report.passed
+    assert result.report.parity.samples == auto["judgment_samples"] == 32

@@ -103,7 +103,10 @@ def test_labels_from_a_model_source_factory(tmp_path):
     acc = res.report.to_dict()["accuracy"]
     assert [(o["name"], o["kind"], o["passed"]) for o in acc["outputs"]] == [
         ("logits", "classification", True), ("ink", "regression", True)]
-    assert res.report.parity.top1_agreement is None  # the factory declared no classifier task
+    # the factory declared no task: its first output, [N, 10], is assumed to be a classifier's
+    # (top-1 agreement checked) and the report says it assumed so
+    assert res.report.parity.top1_agreement == 1.0
+    assert res.report.task["name"] == "classification" and not res.report.task["declared"]
 
 
 def test_segmentation_end_to_end(tmp_path):

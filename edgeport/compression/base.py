@@ -18,6 +18,7 @@ from ..strict import from_table, to_table
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..data import Dataset
+    from ..progress import Progress
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,8 @@ class StepContext:
     #: (name, kind, class axis) of every model output, in order; kind is "classification",
     #: "segmentation", "regression" or "embedding" (what a distillation loss matches)
     outputs: tuple[tuple[str, str, int | None], ...] = ()
-    #: progress.note-style callback for long steps (``None``: silent)
-    note: Any = None
+    #: where long steps show progress (``None``: silent)
+    progress: "Progress | None" = None
 
 
 @runtime_checkable

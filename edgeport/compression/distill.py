@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 import numpy as np
 
 from ..errors import ConfigError
+from ..progress import SILENT
 from ..strict import limits
 from .base import StepContext, StepReport
 from .losses import evaluate, named, output_loss
@@ -160,46 +161,50 @@ def _train(step: Distillation, module: Any, context: StepContext, data: "Dataset
     best_loss, best_state, best_epoch, stale = math.inf, None, 0, 0
     done_steps, epochs_run, stopped = 0, 0, "epochs"
     batch_s = 0.0
-    for epoch in range(step.epochs):
-        student.train()
-        for idx in torch.randperm(len(train), generator=gen).split(step.batch_size):
-            elapsed = time.perf_counter() - t_start
-            if elapsed + 2 * batch_s + reserve > step.time_s:
-                stopped = "time budget"
-                break
-            t0 = time.perf_counter()
-            progress = max(done_steps / planned, elapsed / step.time_s)
-            masks.schedule(progress)
-            xs, lab = train.rows(idx)
-            got = named(student(*xs), [n for n, _, _ in outputs])
-            loss = loss_of(got, {k: v[idx] for k, v in train_targets.items()}, lab)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            masks.apply()
-            done_steps += 1
-            batch_s = 0.8 * batch_s + 0.2 * (time.perf_counter() - t0) if batch_s else time.perf_counter() - t0
-        else:
-            epochs_run = epoch + 1
-            if not masks.settled:
-                continue  # a gradual schedule still pruning: no early stopping yet
-            if len(val):
-                if time.perf_counter() - t_start + 2 * reserve > step.time_s:
+    with (context.progress or SILENT).bar(step.epochs, f"{step.method} recovery", unit="epoch") as bar:
+        for epoch in range(step.epochs):
+            student.train()
+            for idx in torch.randperm(len(train), generator=gen).split(step.batch_size):
+                elapsed = time.perf_counter() - t_start
+                if elapsed + 2 * batch_s + reserve > step.time_s:
                     stopped = "time budget"
                     break
-                metric = evaluate(student, val, val_targets, outputs, step, loss_of)
-                if context.note is not None:
-                    context.note(f"distill: epoch {epochs_run}/{step.epochs}, validation loss {metric['loss']:.4f}, "
-                                 f"{time.perf_counter() - t_start:.0f} s of {step.time_s:.0f}")
-                if metric["loss"] < best_loss - 1e-6:
-                    best_loss, best_state, best_epoch, stale = metric["loss"], copy.deepcopy(student.state_dict()), epochs_run, 0
-                else:
-                    stale += 1
-                    if stale >= step.patience:
-                        stopped = "early stop (validation loss)"
+                t0 = time.perf_counter()
+                progress = max(done_steps / planned, elapsed / step.time_s)
+                masks.schedule(progress)
+                xs, lab = train.rows(idx)
+                got = named(student(*xs), [n for n, _, _ in outputs])
+                loss = loss_of(got, {k: v[idx] for k, v in train_targets.items()}, lab)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                masks.apply()
+                done_steps += 1
+                batch_s = 0.8 * batch_s + 0.2 * (time.perf_counter() - t0) if batch_s else time.perf_counter() - t0
+            else:
+                epochs_run = epoch + 1
+                spent = f"{time.perf_counter() - t_start:.0f} s of {step.time_s:.0f}"
+                if not masks.settled:  # a gradual schedule still pruning: no early stopping yet
+                    bar.advance(f"distill: epoch {epochs_run}/{step.epochs} (pruning), {spent}")
+                    continue
+                if len(val):
+                    if time.perf_counter() - t_start + 2 * reserve > step.time_s:
+                        stopped = "time budget"
                         break
-            continue
-        break
+                    metric = evaluate(student, val, val_targets, outputs, step, loss_of)
+                    bar.advance(f"distill: epoch {epochs_run}/{step.epochs}, validation loss {metric['loss']:.4f}, {spent}",
+                                f"validation loss {metric['loss']:.4f}")
+                    if metric["loss"] < best_loss - 1e-6:
+                        best_loss, best_state, best_epoch, stale = metric["loss"], copy.deepcopy(student.state_dict()), epochs_run, 0
+                    else:
+                        stale += 1
+                        if stale >= step.patience:
+                            stopped = "early stop (validation loss)"
+                            break
+                else:
+                    bar.advance(f"distill: epoch {epochs_run}/{step.epochs}, {spent}")
+                continue
+            break
     masks.finish()
     if best_state is not None:
         # the last weights or the best validated ones, whichever the validation split prefers

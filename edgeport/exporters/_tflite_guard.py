@@ -36,6 +36,8 @@ class GuardResult:
     float_layers: list[str]        # "OP output_tensor" of each layer kept float (empty: full integer)
     trials: list[dict[str, Any]]   # per candidate: float layers kept, the parity figures vs float
     met: bool                      # whether the chosen candidate meets the parity criteria
+    chosen: int = 0                # index in ``trials`` of the candidate shipped
+    why: str = "full-integer int8 meets every criterion"
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,10 @@ def guard_int8(g: GuardInputs, flat: bytes, fp32_flat: bytes | None = None, budg
     re-quantized from one calibration pass with the first 2, 4, 8... weighted layers kept float
     (TF's QuantizationDebugger denylist); the search policy is ``search_float_prefix``'s. When no
     prefix is enough, the 1, 2, 4, 8 layers with the largest int8 error of their own are kept
-    float instead. Each candidate is judged in every LiteRT runtime the plan validates in.
+    float instead. Each candidate is judged in every LiteRT runtime the plan validates in; the
+    one shipped is the cheapest meeting the criteria, else the best measured (``int8_guard.pick``).
     """
-    from .int8_guard import guard_indices, score, search_float_prefix
+    from .int8_guard import guard_indices, pick, score, search_float_prefix
 
     idx = guard_indices(len(g.calibration))
     feeds = [{s.name: np.asarray(g.calibration.inputs[s.name][i:i + 1]).astype(s.dtype) for s in g.specs} for i in idx]
@@ -101,7 +104,8 @@ def guard_int8(g: GuardInputs, flat: bytes, fp32_flat: bytes | None = None, budg
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = _representative(g.calibration, g.specs, g.calibration_samples)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-    candidates: dict[int, tuple[bytes, list[tuple[str, str]]]] = {0: (flat, [])}
+    # every candidate measured, in trial order: (flatbuffer, the layers it keeps float)
+    built: list[tuple[bytes, list[tuple[str, str]]]] = [(flat, [])]
     order = _interpreter_input_order(flat, [s.name for s in g.specs])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the debugger runs TF's deprecated tf.lite.Interpreter
@@ -117,43 +121,44 @@ def guard_int8(g: GuardInputs, flat: bytes, fp32_flat: bytes | None = None, budg
 
         def build(k: int) -> dict[str, Any]:
             kept = layers[:weighted[k - 1] + 1]
-            candidates[k] = (requantize(kept), kept)
-            return judge(candidates[k][0], k)
+            built.append((requantize(kept), kept))
+            return judge(built[-1][0], k)
 
         t0 = time.perf_counter()
         result = search_float_prefix(first, len(weighted), build, budget_s)
-        chosen, kept_layers = candidates[result.float_layers]
-        trials, met = result.trials, result.met
+        # trials[i] was made from built[i]: the prefix search's trials first, in order
+        trials = list(result.trials)
+        met = result.met
+
+        def measure(kept: list[tuple[str, str]], why: str) -> dict[str, Any]:
+            candidate = requantize(kept)
+            built.append((candidate, kept))
+            trials.append({**judge(candidate, len(kept)), "kept_float": why})
+            return trials[-1]
+
         if not met and len(g.kernels) > 1:
             # the runtimes disagree on the very same int8 file: keep float the ops whose int8
             # results differ between XNNPACK and the reference kernels
             split = _kernel_disagreements(flat, feeds[:SENSITIVITY_SAMPLES], g.workdir)
             kept = [layer for layer in layers if layer[1] in split]
             if kept:
-                flat_k = requantize(kept)
-                trial = {**judge(flat_k, len(kept)), "kept_float": "where the runtimes' int8 kernels disagree"}
-                trials.append(trial)
-                if trial["ok"] or trial["cosine"] > max(t["cosine"] for t in trials[:-1]):
-                    chosen, kept_layers = flat_k, kept
-                met = bool(trial["ok"])
+                met = bool(measure(kept, "where the runtimes' int8 kernels disagree")["ok"])
         if not met:
             # the error may sit late (a small regression head): keep float the layers whose own
             # int8 error is largest instead, as measured layer by layer on calibration inputs
-            best_cosine = max(t["cosine"] for t in trials)
             ranked = sorted(range(len(layers)), key=lambda i: -sensitivity[i])
             for n in SENSITIVE_STEPS:
                 if n > max(len(layers) // 2, 1) or time.perf_counter() - t0 > budget_s:
                     break
-                kept = [layers[i] for i in sorted(ranked[:n])]
-                flat_n = requantize(kept)
-                trial = {**judge(flat_n, len(kept)), "kept_float": "most sensitive"}
-                trials.append(trial)
-                if trial["ok"] or trial["cosine"] > best_cosine:
-                    chosen, kept_layers, best_cosine = flat_n, kept, trial["cosine"]
-                if trial["ok"]:
-                    met = True
+                if measure([layers[i] for i in sorted(ranked[:n])], "most sensitive")["ok"]:
                     break
-    return GuardResult(chosen, [f"{op} {name}" for op, name in kept_layers], trials, met)
+    # the best measured candidate ships: the cheapest (fewest ops kept float) meeting the
+    # criteria, else the best measured one — never the candidate before a step that paid too little
+    assert len(built) == len(trials)
+    chosen, why = pick(trials, cost=lambda i: len(built[i][1]))
+    flat_c, kept_layers = built[chosen]
+    return GuardResult(flat_c, [f"{op} {name}" for op, name in kept_layers], trials, bool(trials[chosen]["ok"]),
+                       chosen, why)
 
 
 def _interpreter_input_order(flat: bytes, names: list[str]) -> list[str]:

@@ -1,5 +1,6 @@
-"""CoreML exporter: torch module -> ML Program (.mlpackage) with coremltools, then weight
-compression (int8 / lut8 / lut4, sparse storage for pruned models) with coremltools.optimize.
+"""CoreML exporter: torch module -> ML Program (.mlpackage) with coremltools (an ONNX source first
+becomes a torch module through onnx2torch; a TensorFlow source goes through coremltools' own
+TensorFlow frontend), then weight compression (int8 / lut8 / lut4, sparse storage for pruned models) with coremltools.optimize.
 
 Precisions: fp32 (FLOAT32 program), fp16 (FLOAT16 program: what the GPU / Neural Engine compute),
 int8 (weights int8, dequantized to fp16 at load; activations stay fp16), lut8 / lut4 (k-means
@@ -27,9 +28,6 @@ class CoreMLExporter(Exporter):
         from ._coreml_compress import compress, count_weights
         from ._coreml_convert import convert_module
 
-        if job.module is None:
-            raise ConfigError("ios-coreml needs a PyTorch source (module or .pt2); ONNX input is not "
-                              "supported by coremltools")
         precision = job.precision
         opts = job.options
         target = opts.deployment_target
@@ -39,9 +37,25 @@ class CoreMLExporter(Exporter):
         threshold = opts.weight_threshold
         src = job.source
         fp16 = precision is not Precision.FP32
-        with job.progress.step(f"torch→CoreML ({'FLOAT16' if fp16 else 'FLOAT32'}, {target})"):
-            mlmodel, captured = convert_module(job.module, src.example_inputs, src.input_names,
-                                               src.output_names, fp16, target)
+        module, notes = job.module, []
+        if module is None and src.tensorflow is None:  # an ONNX source: onnx2torch, then the torch path
+            from ._onnx_to_torch import onnx_module
+            from .torch_to_onnx import source_onnx
+
+            feed = job.calibration.sample(0) if job.calibration is not None else src.example_feed()
+            with job.progress.step("ONNX→torch (onnx2torch)"):
+                module, notes = onnx_module(source_onnx(job), feed, src.input_names, Path(job.workdir))
+        if src.tensorflow is not None:
+            from ._tf_to_coreml import convert_tensorflow
+
+            with job.progress.step(f"TensorFlow→CoreML ({'FLOAT16' if fp16 else 'FLOAT32'}, {target})"):
+                mlmodel, captured = convert_tensorflow(job, fp16, target)
+        else:
+            with job.progress.step(f"torch→CoreML ({'FLOAT16' if fp16 else 'FLOAT32'}, {target})"):
+                mlmodel, captured = convert_module(module, src.example_inputs, src.input_names,
+                                                   src.output_names, fp16, target)
+            if job.module is None:
+                captured = f"onnx2torch, then {captured}"
         facts: dict[str, Any] = {
             "program": "mlprogram", "deployment_target": target, "captured_with": captured,
             "compute_precision": "fp16" if fp16 else "fp32",
@@ -50,11 +64,20 @@ class CoreMLExporter(Exporter):
             "io": "float inputs/outputs float32 (cast to fp16 inside the program)" if fp16 else "float32",
             "weight_threshold": threshold,
         }
+        if notes:
+            facts["onnx_to_torch"] = notes
         if any(x.dtype.kind in "iu" and x.dtype.itemsize == 8 for x in src.example_inputs):
             facts["int64_inputs"] = "declared int32 (CoreML has no int64 tensors); feeds are cast"
         if precision.is_integer or job.zeros > 0:
+            policy = None
+            if opts.tensor_policy == "measured" and job.calibration is not None:
+                from ._coreml_policy import PolicyInputs
+
+                policy = PolicyInputs(job.calibration, job.plan.tolerance, src.classifier_output,
+                                      Path(job.workdir), threshold)
             with job.progress.step(f"CoreML weight compression ({precision}, zeros {job.zeros:.0%})"):
-                mlmodel, comp_facts = compress(mlmodel, precision, job.zeros, target, threshold)
+                mlmodel, comp_facts = compress(mlmodel, precision, job.zeros, target, threshold, policy,
+                                               job.progress.note)
             facts.update(comp_facts)
         if precision is Precision.INT8:
             facts["activations"] = "fp16 (weights-only int8: activation calibration needs macOS predict)"
@@ -62,6 +85,8 @@ class CoreMLExporter(Exporter):
         if facts["weight_tensors_compressed"]:
             facts["left_float_why"] = ("the constants left are 1-D (biases, normalization scales / offsets), "
                                        "which coremltools' compression passes leave as float")
+            if facts.get("tensor_policy", {}).get("kept_float"):
+                facts["left_float_why"] += ", and the weight tensors tensor_policy.kept_float names (and why)"
         units = opts.compute_units
         if units:
             facts["compute_units"] = (f"{units} requested; applied by the app at load "

@@ -6,6 +6,10 @@ recovers the accuracy at a small cost in size and speed. Trials are judged on ca
 (never the evaluation data) with :mod:`edgeport.validation.verdict` — the very criteria of the
 parity check (cosine, SQNR, max-abs relative, top-1 agreement), on every output. The search is
 format-blind: the caller supplies ``build(k)`` returning the candidate's outputs.
+
+Whatever stopped the search, the candidate shipped is chosen among *every* measured one
+(:func:`pick`): the cheapest that meets the criteria, else the best measured, saying so — never
+simply the last one tried, nor the one before a step that "did not pay enough".
 """
 from __future__ import annotations
 
@@ -34,6 +38,9 @@ class GuardResult:
     float_layers: int
     met: bool
     trials: list[dict[str, Any]] = field(default_factory=list)
+    #: index in ``trials`` of the candidate chosen, and why it was
+    chosen: int = 0
+    why: str = ""
 
 
 def guard_indices(n: int) -> np.ndarray:
@@ -57,26 +64,53 @@ def score(outputs: Outputs, reference: Outputs, tol: "Tolerance", classifier: st
     return trial
 
 
+def quality(trial: Mapping[str, Any]) -> tuple[Any, ...]:
+    """How good a measured candidate is (higher is better): meeting every criterion, then fewer
+    criteria missed, then the classifier output's top-1 agreement, then the worst cosine and SQNR."""
+    sqnr = trial.get("sqnr_db")
+    return (bool(trial.get("ok")), -len(trial.get("misses", ())), trial.get("agreement", 0.0),
+            trial.get("cosine", -1.0), sqnr if sqnr is not None else float("-inf"))
+
+
+def pick(trials: list[dict[str, Any]], cost: Callable[[int], float] | None = None) -> tuple[int, str]:
+    """Index of the candidate to ship among ``trials`` and why: of those meeting the criteria, the
+    cheapest (``cost(i)``: float layers by default; ties go to the better measured), else the best
+    measured one (:func:`quality`) — the guard never ships a worse candidate it has measured."""
+    if not trials:
+        raise ValueError("no candidate was measured")
+    costs = [cost(i) if cost is not None else trials[i].get("float_layers", 0) for i in range(len(trials))]
+    met = [i for i, t in enumerate(trials) if t.get("ok")]
+    if met:
+        best = min(met, key=lambda i: (costs[i], tuple(-_num(v) for v in quality(trials[i]))))
+        return best, "the cheapest candidate meeting every criterion"
+    best = max(range(len(trials)), key=lambda i: (quality(trials[i]), -costs[i]))
+    return best, ("no candidate met the criteria: the best measured one ships (fewest criteria missed, "
+                  "then top-1 agreement, then cosine)")
+
+
+def _num(v: Any) -> float:
+    return float(v) if not isinstance(v, bool) else float(int(v))
+
+
 def search_float_prefix(first: dict[str, Any], weighted_layers: int,
                         build: Callable[[int], dict[str, Any]], budget_s: float = 60.0) -> GuardResult:
     """Try float prefixes of 2, 4, 8... weighted layers after ``first`` (the all-int8 trial) missed.
 
-    Stops when a candidate meets the criteria, a step stops paying, half the network would be
-    float, or ``budget_s`` runs out; returns the last candidate that paid (0 = keep all-int8).
+    Stops when a candidate meets the criteria, a step stops paying (removes less than
+    :data:`DIMINISHING` of the best error so far), half the network would be float, or
+    ``budget_s`` runs out; then :func:`pick` chooses among every trial measured.
     """
     t0 = time.perf_counter()
-    trials, best = [first], first
+    trials, best_cosine = [first], first["cosine"]
     if first["ok"]:
-        return GuardResult(0, True, trials)
+        return GuardResult(0, True, trials, 0, "all-int8 meets every criterion")
     for k in PREFIX_STEPS:
         if k > weighted_layers // 2 or time.perf_counter() - t0 > budget_s:
             break
         trial = build(k)
         trials.append(trial)
-        if trial["ok"]:
-            best = trial
+        if trial["ok"] or (1 - trial["cosine"]) > DIMINISHING * (1 - best_cosine):
             break
-        if (1 - trial["cosine"]) > DIMINISHING * (1 - best["cosine"]):
-            break
-        best = trial
-    return GuardResult(best["float_layers"], bool(best["ok"]), trials)
+        best_cosine = max(best_cosine, trial["cosine"])
+    chosen, why = pick(trials)
+    return GuardResult(trials[chosen]["float_layers"], bool(trials[chosen]["ok"]), trials, chosen, why)

@@ -30,6 +30,8 @@ class OnnxExporter(Exporter):
                 facts = _CONVERTERS[prec](fp32, dest, job)
             if prec in (Precision.INT8, Precision.INT8_DYNAMIC):
                 facts.update(_stored_weights(dest))
+            if job.source.tensorflow is not None:
+                facts["path"] = "TensorFlow source -> frozen SavedModel -> tf2onnx"
         return Artifact("onnx", out_dir, ENTRY, prec, tuple(job.source.input_names),
                         tuple(job.source.output_names), facts)
 
@@ -184,7 +186,7 @@ def _to_int8_static(src: Path, dest: Path, job: ExportJob) -> dict[str, Any]:
     first = score(_outputs(dest, checks), reference, tol, classifier, 0)
     with job.progress.step("int8 guard: compare with fp32 on calibration inputs"):
         result = search_float_prefix(first, len(weighted), build)
-    chosen = next((t for t in result.trials if t["float_layers"] == result.float_layers), first)
+    chosen = result.trials[result.chosen]
     if result.float_layers:
         shutil.copyfile(chosen["path"], dest)
         facts["float_fallback_ops"] = weighted[:result.float_layers]
@@ -193,7 +195,8 @@ def _to_int8_static(src: Path, dest: Path, job: ExportJob) -> dict[str, Any]:
         facts["hint"] = ("static int8 drifts from fp32 on this model's calibration inputs even with its first "
                          "layers float; transformers usually keep their accuracy with --precision int8-dynamic")
     facts["int8_guard"] = {"met": result.met, "samples": len(checks),
-                           "trials": [{k: v for k, v in t.items() if k != "path"} for t in result.trials]}
+                           "trials": [{k: v for k, v in t.items() if k != "path"} for t in result.trials],
+                           "pick": {"trial": result.chosen, "float_layers": result.float_layers, "why": result.why}}
     return facts
 
 

@@ -36,11 +36,16 @@ class TFJSExporter(Exporter):
 
         precision = job.precision
         src = job.source
-        onnx_path, prepared = source_onnx_for_tensorflow(job, builtin_gelu=False,
-                                                         extra_rewrites=(split_grouped_conv, lower_einsum))
         workdir = Path(job.workdir)
-        saved_model = onnx_to_saved_model(onnx_path, workdir / "tfjs_saved_model", keep_nchw=True,
-                                          progress=job.progress, cache_dir=job.shared_dir)
+        if src.tensorflow is not None:  # tensorflowjs on the source's own (frozen) SavedModel
+            from ._tf_saved_model import canonical_saved_model
+
+            saved_model, prepared = canonical_saved_model(job), []
+        else:
+            onnx_path, prepared = source_onnx_for_tensorflow(job, builtin_gelu=False,
+                                                             extra_rewrites=(split_grouped_conv, lower_einsum))
+            saved_model = onnx_to_saved_model(onnx_path, workdir / "tfjs_saved_model", keep_nchw=True,
+                                              progress=job.progress, cache_dir=job.shared_dir)
         tfjs_dir = Path(out_dir) / Path(ENTRY).parent
         with job.progress.step(f"SavedModel→TF.js ({precision})"):
             # a float32 pass first: its manifest names the weights and their sizes (which the
@@ -61,6 +66,10 @@ class TFJSExporter(Exporter):
         facts = _facts(doc, precision, src_dtypes, conv.tensorflowjs_version())
         if prepared:
             facts["recurrent"] = prepared
+        if src.tensorflow is not None:
+            facts["layout"] = "the TensorFlow source's own input layout"
+            facts["converter"] = (f"TensorFlow source -> frozen SavedModel -> tensorflowjs {conv.tensorflowjs_version()} "
+                                  "convert_tf_saved_model")
         return Artifact(format="tfjs", root=Path(out_dir), entry=ENTRY, precision=precision,
                         input_names=tuple(src.input_names), output_names=tuple(src.output_names),
                         facts=facts, fp32_bytes=fp32_bytes)

@@ -46,9 +46,14 @@ class TFLiteExporter(Exporter):
         work.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
 
-        onnx_path, prepared = source_onnx_for_tensorflow(job)
-        sm_dir = onnx_to_saved_model(onnx_path, work / "saved_model", keep_nchw=True, progress=job.progress,
-                                     cache_dir=job.shared_dir)
+        if src.tensorflow is not None:  # TensorFlow's own converter on the source itself: no ONNX hop
+            from ._tf_saved_model import canonical_saved_model
+
+            sm_dir, prepared = canonical_saved_model(job), []
+        else:
+            onnx_path, prepared = source_onnx_for_tensorflow(job)
+            sm_dir = onnx_to_saved_model(onnx_path, work / "saved_model", keep_nchw=True, progress=job.progress,
+                                         cache_dir=job.shared_dir)
         from ._tflite_convert import convert, wrap_saved_model
 
         with job.progress.step("tflite: naming the signature"):
@@ -89,6 +94,9 @@ class TFLiteExporter(Exporter):
             io_types = check_runs(path, src.example_feed(), src.output_names)
         facts = describe(precision, io_types, specs, float_fallback, int8_io, guard)
         facts["conversion_s"] = round(time.perf_counter() - t0, 2)
+        if src.tensorflow is not None:
+            facts.pop("layout", None)  # the source's own layout, channels-last or not
+            facts["path"] = "TensorFlow source -> frozen SavedModel -> TFLiteConverter (no ONNX hop)"
         if prepared:
             facts["recurrent"] = prepared
         return Artifact(format="tflite", root=out_dir, entry=ENTRY, precision=precision,
@@ -139,14 +147,16 @@ def describe(precision: Precision, io_types: dict[str, str], specs: list[Any], f
         if float_fallback:
             compute += "; ops with no int8 kernel stay float32"
         if kept:
-            compute += (f"; the first {len(kept)} ops stay float32 (weights and activations): full-integer "
-                        "int8 drifted from float on the calibration data")
+            prefix = guard is None or "kept_float" not in guard.trials[guard.chosen]
+            compute += (f"; {'the first ' if prefix else ''}{len(kept)} ops stay float32 (weights and "
+                        "activations): full-integer int8 drifted from float on the calibration data")
         facts.update(weights="int8 per-channel" + (f" (float32 in the {len(kept)} ops kept float)" if kept else ""),
                      activations="int8 (calibrated)", compute=compute, int8_io=int8_io,
                      float_fallback_ops=kept if kept else ("ops with no int8 kernel" if float_fallback else []))
         if guard is not None:
             # what decided: int8 vs float .tflite on calibration samples (never the evaluation data)
-            facts["int8_guard"] = {"trials": guard.trials, "met": guard.met}
+            facts["int8_guard"] = {"trials": guard.trials, "met": guard.met,
+                                   "pick": {"trial": guard.chosen, "float_ops": len(kept), "why": guard.why}}
             if not guard.met:
                 facts["hint"] = ("full-integer int8 drifts from float on the calibration inputs even with its "
                                  "first layers float; check the report, or try --precision int8-dynamic")

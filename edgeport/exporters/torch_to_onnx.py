@@ -23,14 +23,19 @@ GELU_OPSET = 20
 
 
 def source_onnx(job: "ExportJob", opset: int | None = None) -> Path:
-    """The job's model as an fp32 ONNX file: the user's ``.onnx`` source as given, or the job's
-    (possibly compressed) module exported once into the job's scratch folder.
+    """The job's model as an fp32 ONNX file: the user's ``.onnx`` source as given, a TensorFlow
+    source through tf2onnx, or the job's (possibly compressed) module exported once into the job's
+    scratch folder.
 
     Shared by the ONNX, TFLite (onnx2tf) and TF.js paths; the file is kept per module and opset in
     the call's shared scratch folder under the module's digest (its class, weights and the
     example input shapes), so ``--target all``, the fp32 size reference and repeated calls with one
     cache folder export once, and a compressed module and the dense source never share a file.
     """
+    if job.source.tensorflow is not None and job.module is None:  # tf2onnx from the SavedModel
+        from ._tf_to_onnx import tf_source_onnx
+
+        return tf_source_onnx(job, opset)
     if job.module is None:
         if job.source.onnx_path is None:
             raise ConfigError("nothing to export: the source has neither a module nor an ONNX file")

@@ -49,6 +49,15 @@ class Subject:
     classifier_output: str | None
     golden_inputs: str = ""
     version: str = ""
+    #: why the task is what it is: declared, or assumed from the outputs' shapes or the labels
+    task_basis: str = ""
+
+    def task_block(self) -> dict[str, Any]:
+        """report.json's ``task``: the task judged, whether it was declared, why, and the output
+        top-1 agreement is checked on (null: none)."""
+        declared = not self.task_basis.startswith(("assumed", "not declared"))
+        return {"name": self.task, "declared": declared, "basis": self.task_basis or None,
+                "classifier_output": self.classifier_output}
 
 
 def artifact_sizes(root: Path, files: Sequence[str]) -> tuple[int, int]:
@@ -307,7 +316,8 @@ def evaluate(artifact: "Artifact", plan: "Plan", golden: "Golden", subject: Subj
                   parity=parity, accuracy=accuracy, latency=latency, ops=ops, checks=tuple(checks),
                   runtimes=tuple(extra_runs), precision_facts=dict(artifact.facts),
                   compression=compression, device=plan.device.to_dict(), timings_s=timings,
-                  io=_io_block(golden, parity_ref, io_facts, layouts), artifact_outputs=actual)
+                  io=_io_block(golden, parity_ref, io_facts, layouts), artifact_outputs=actual,
+                  task=subject.task_block())
 
 
 def _io_block(golden: "Golden", reference: Mapping[str, np.ndarray], io_facts: tuple[Any, ...],

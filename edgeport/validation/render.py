@@ -102,6 +102,9 @@ def render_report(report: Report, bundle: str | None = None) -> str:
             lines.append(f"            {c.get('label'):<28} {size:>10}  p50 {_f(p50, '.3f')} ms  {mark}")
         if auto.get("untried"):
             lines.append(f"            untried (search time): {', '.join(auto['untried'])}")
+        for f in auto.get("held_out_failures") or []:
+            lines.append(f"            {f['label']} fit the selection split but failed on the held-out one: "
+                         f"{str(f['why'])[:90]}")
     comp = r.get("compression") or {}
     for i, step in enumerate(comp.get("steps") or []):
         lines.append(("  compress  " if i == 0 else "            ") + _step_line(step))

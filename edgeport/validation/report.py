@@ -275,6 +275,8 @@ class Report:
     io: Mapping[str, Any] = field(default_factory=dict)
     #: ``--precision auto``: the objective, the budget, every candidate judged and the pick
     auto: Mapping[str, Any] | None = None
+    #: the task judged: its name, whether it was declared, why, the classifier output
+    task: Mapping[str, Any] | None = None
     #: the artifact's outputs on the golden inputs (source layout), for report.html's error plots;
     #: not in report.json
     artifact_outputs: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
@@ -301,6 +303,7 @@ class Report:
             "precision_facts": dict(self.precision_facts), "compression": block(self.compression),
             "device": dict(self.device), "timings_s": dict(self.timings_s), "io": dict(self.io),
             **({"auto": dict(self.auto)} if self.auto is not None else {}),
+            **({"task": dict(self.task)} if self.task is not None else {}),
         }
 
     def to_json(self) -> str:

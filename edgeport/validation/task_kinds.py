@@ -122,6 +122,20 @@ def _no_kind(key: str, out_shape: tuple[int, ...], label_shape: tuple[int, ...])
                           "the output with a class axis) or regression targets shaped like the output (floats)")
 
 
+def assumed_task(output_names: Sequence[str], output_shapes: Mapping[str, Sequence[int]]) -> tuple[str, str]:
+    """(task, why) for a model that declared none: a first output shaped ``[N, C]`` with C >= 2
+    is judged as a classifier (top-1 agreement), anything else stays "generic" (element-wise
+    parity only). A user who knows better declares ``--task``."""
+    if output_names:
+        name = output_names[0]
+        shape = tuple(int(d) for d in output_shapes.get(name, ()))
+        if len(shape) == 1 and shape[0] >= 2:
+            return CLASSIFICATION, (f"assumed: output {name!r} is [N, {shape[0]}], judged as a classifier's "
+                                    "logits (top-1 agreement checked); declare --task regression or embedding "
+                                    "if it is not one")
+    return "generic", "not declared; no output is shaped [N, C]: element-wise parity only"
+
+
 def check_labels(data: Dataset | None, output_shapes: Mapping[str, Sequence[int]]) -> tuple[LabelledOutput, ...]:
     """Every labelled output of ``data`` with its kind, in output order (``output_shapes``: the
     per-sample shape of each output, in the model's order). The first problem is raised."""
@@ -132,4 +146,4 @@ def check_labels(data: Dataset | None, output_shapes: Mapping[str, Sequence[int]
 
 
 __all__ = ["CLASSIFICATION", "KINDS", "REGRESSION", "SEGMENTATION", "LabelledOutput",
-           "check_labels", "label_kind"]
+           "assumed_task", "check_labels", "label_kind"]

@@ -8,6 +8,8 @@ import pytest
 from coreml_helpers import export_coreml as export
 from coreml_helpers import run_every_precision
 from edgeport.errors import ConfigError
+from edgeport.exporters import ExportJob, get_exporter
+from edgeport.progress import SILENT
 from edgeport.targets.profile import load_profile, resolve_plan
 from edgeport.validation.inspect import inspect_artifact
 from edgeport.validation.metrics import top1_accuracy, top1_agreement
@@ -35,8 +37,47 @@ def test_int8_size_and_agreement(digits_runs):
     art, _, got = runs["int8"]
     assert ratio(runs, "int8") <= 0.30
     assert top1_agreement(ref, got) >= 0.99
-    assert art.facts["weight_tensors_compressed"] == 5  # 3 convs + 2 linears
+    # 3 convs + 2 linears: the measured policy found no layer losing enough to be worth bytes
+    assert art.facts["weight_tensors_compressed"] == 5
     assert art.facts["compressed_by_op"] == {"constexpr_affine_dequantize": 5}
+    policy = art.facts["tensor_policy"]
+    assert policy["tensors"] == 5 and policy["kept_float"] == [] and policy["met"]
+    assert all(w["layer_sqnr_db"] > 40 for w in policy["most_sensitive_compressed"])
+    assert policy["trials"][0]["agreement"] == 1.0 and art.facts["weights"].startswith("int8 symmetric")
+
+
+def test_measured_policy_is_no_larger_than_compressing_everything(digits, digits_runs, tmp_path):
+    _, ref, runs = digits_runs
+    every = export(digits, "int8", tmp_path / "all", tensor_policy="all")
+    assert every.facts["weight_tensors_compressed"] == 5 and "tensor_policy" not in every.facts
+    assert every.facts["weights"].startswith("int8 affine")  # the fixed rule's form, zero points and all
+    assert runs["int8"][0].total_bytes() <= every.total_bytes()
+
+
+def test_a_candidate_missing_the_criteria_gets_a_larger_float_budget(digits, tmp_path):
+    """With a bar 4-bit cannot clear (cosine 0.9999), the guard tries each float budget in turn,
+    keeps the most error per byte in fp16 / 8 bits first, and ships the best measured candidate."""
+    from dataclasses import replace
+
+    plan = resolve_plan(load_profile("ios-coreml"), precision="lut4")
+    plan = replace(plan, tolerance=replace(plan.tolerance, cosine_min=0.9999))
+    job = ExportJob(digits, digits.module, plan, digits.calibration_data, SILENT, tmp_path / "w")
+    art = get_exporter("coreml").export(job, tmp_path / "a")
+    policy = art.facts["tensor_policy"]
+    trials = policy["trials"]
+    assert len(trials) >= 3 and not any(t["ok"] for t in trials) and not policy["met"]
+    assert [t["float_budget"] for t in trials] == sorted(t["float_budget"] for t in trials)
+    assert trials[-1]["float_tensors"] > trials[0]["float_tensors"]
+    chosen = trials[policy["pick"]["trial"]]
+    assert chosen["cosine"] == max(t["cosine"] for t in trials) > trials[0]["cosine"]
+    assert policy["pick"]["why"].startswith("no candidate met the criteria")
+    # the first conv (288 weights, ~17 dB in 4 bits) is kept first, fp16: 8 bits would cost more
+    first = policy["kept_float"][0]
+    assert first["elements"] == 288 and first["as"] == "fp16" and first["layer_sqnr_db"] < 25
+    assert {k["as"] for k in policy["kept_float"]} <= {"fp16", "lut8"}
+    assert len(policy["kept_float"]) == chosen["float_tensors"]
+    assert first["tensor"] in art.facts["left_float"] and "tensor_policy.kept_float" in art.facts["left_float_why"]
+    assert 0 < policy["float_bytes"] <= 0.1 * art.total_bytes()
 
 
 def test_lut4_size_and_accuracy(digits_runs):
@@ -45,7 +86,23 @@ def test_lut4_size_and_accuracy(digits_runs):
     assert ratio(runs, "lut4") <= 0.16
     labels = src.eval_data.labels
     assert top1_accuracy(ref, labels) - top1_accuracy(got, labels) <= 0.02
+    # within the first float budget (0.1 % of the bytes) nothing fits: all five stay 4-bit
+    assert art.facts["tensor_policy"]["met"] and art.facts["tensor_policy"]["kept_float"] == []
     assert art.facts["compressed_by_op"] == {"constexpr_lut_to_dense": 5}
+
+
+def test_lut4_on_ios18_has_a_palette_per_channel_group_the_emulator_runs(digits, digits_runs, tmp_path):
+    _, ref, runs = digits_runs
+    art = export(digits, "lut4", tmp_path / "grouped", deployment_target="iOS18")
+    assert "per_grouped_channel" in art.facts["weights"]
+    # every weight is palettized, the 10-class head too (groups of 2: 16 does not divide 10)
+    kept = art.facts["tensor_policy"]["kept_float"]
+    assert art.facts["compressed_by_op"] == {"constexpr_lut_to_dense": 5 - len(kept)}
+    ops = inspect_artifact("coreml", art.path)
+    assert ops.details["opset"] == "CoreML8" and not ops.unsupported
+    got = get_runtime("coreml-emulator").load(art.path).predict(digits.eval_data)["logits"]
+    assert top1_agreement(ref, got) >= 0.99
+    assert art.total_bytes() <= 1.1 * runs["lut4"][0].total_bytes()
 
 
 def test_lut8_size_and_agreement(digits_runs):
@@ -60,6 +117,7 @@ def test_facts_count_what_is_left_uncompressed(digits_runs):
     # (coremltools compresses weights only), and the facts name them
     assert facts["weight_threshold"] == 0
     assert facts["weight_tensors_left_float"] == len(facts["left_float"]) == 5
+
     # what the emulated run proves and cannot is the runtime's to say, not the exporter's
     assert "cannot_prove" in runs["int8"][1].facts() and "emulator" not in " ".join(facts)
     assert runs["fp32"][0].facts["weight_tensors_compressed"] == 0
@@ -110,9 +168,9 @@ def test_pruned_lut4_on_ios18_combines_sparse_and_palettized(digits, tmp_path):
 def test_refusals(digits, tmp_path):
     from dataclasses import replace
 
-    onnx_src = replace(digits, module=None)
-    with pytest.raises(ConfigError, match="needs a PyTorch source"):
-        export(onnx_src, "fp16", tmp_path / "a")
+    nothing = replace(digits, module=None)  # no module, no ONNX file (ONNX sources convert: test_onnx_to_coreml)
+    with pytest.raises(ConfigError, match="neither a module nor an ONNX file"):
+        export(nothing, "fp16", tmp_path / "a")
     with pytest.raises(ConfigError, match="deployment_target must be one of iOS16, iOS17, iOS18; got 'iOS12'"):
         export(digits, "fp16", tmp_path / "b", deployment_target="iOS12")
     with pytest.raises(ConfigError, match="activation_quantization"):

@@ -23,9 +23,9 @@ pytestmark = pytest.mark.real
 #: (model, target, precision) -> ("fail", {failing checks}) or ("refused", [substrings of the error])
 NOT_PASSING: dict[tuple[str, str, str], tuple[str, object]] = {
     # full-integer int8 drifts over 64 LSTM steps on token embeddings (agreement below 0.95 in both
-    # LiteRT runtimes); int8-dynamic or fp16 keep it
-    ("embed_lstm", "android-tflite", "int8"): ("fail", {"top1_agreement", "accuracy_drop",
-                                                        "top1_agreement:litert-reference"}),
+    # LiteRT runtimes; the guard ships its best measured candidate, 0.90, whose accuracy holds);
+    # int8-dynamic or fp16 keep it
+    ("embed_lstm", "android-tflite", "int8"): ("fail", {"top1_agreement", "top1_agreement:litert-reference"}),
     # PReLU with per-channel slopes after Conv1d: full-integer int8 keeps the outputs within
     # tolerance but costs more accuracy than int8's budget
     ("conv1d_signal", "android-tflite", "int8"): ("fail", {"accuracy_drop"}),
