@@ -104,6 +104,18 @@ def _figure(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else round(float(x), 6)
 
 
+def _finite_only(value: Any) -> Any:
+    """Free-form facts (an exporter's, the auto search's) made fit for JSON: a float that is not
+    finite (a lossless trial's SQNR) becomes null, as in every figure."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: _finite_only(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_only(v) for v in value]
+    return value
+
+
 def _drop(metric: str, reference: float, artifact: float) -> float:
     """How much worse the artifact is on ``metric``: accuracy lost, or (lower is better) error gained."""
     return artifact - reference if metric in LOWER_IS_BETTER else reference - artifact
@@ -300,9 +312,9 @@ class Report:
             "parity": block(self.parity) or {}, "accuracy": block(self.accuracy),
             "latency": block(self.latency) or {}, "ops": block(self.ops) or {},
             "checks": [c.to_dict() for c in self.checks], "runtimes": [r.to_dict() for r in self.runtimes],
-            "precision_facts": dict(self.precision_facts), "compression": block(self.compression),
+            "precision_facts": _finite_only(dict(self.precision_facts)), "compression": block(self.compression),
             "device": dict(self.device), "timings_s": dict(self.timings_s), "io": dict(self.io),
-            **({"auto": dict(self.auto)} if self.auto is not None else {}),
+            **({"auto": _finite_only(dict(self.auto))} if self.auto is not None else {}),
             **({"task": dict(self.task)} if self.task is not None else {}),
         }
 
