@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -81,10 +81,9 @@ class Weight:
         return float(10 ** (-self.sqnr_db / 10)) if np.isfinite(self.sqnr_db) else 0.0
 
 
-@dataclass
-class PolicyResult:
+class PolicyResult(NamedTuple):
     model: Any
-    facts: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, Any]
 
 
 Sizer = Callable[[tuple[int, ...]], int]

@@ -81,15 +81,11 @@ def pick(trials: list[dict[str, Any]], cost: Callable[[int], float] | None = Non
     costs = [cost(i) if cost is not None else trials[i].get("float_layers", 0) for i in range(len(trials))]
     met = [i for i, t in enumerate(trials) if t.get("ok")]
     if met:
-        best = min(met, key=lambda i: (costs[i], tuple(-_num(v) for v in quality(trials[i]))))
+        best = max(met, key=lambda i: (-costs[i], quality(trials[i])))
         return best, "the cheapest candidate meeting every criterion"
     best = max(range(len(trials)), key=lambda i: (quality(trials[i]), -costs[i]))
     return best, ("no candidate met the criteria: the best measured one ships (fewest criteria missed, "
                   "then top-1 agreement, then cosine)")
-
-
-def _num(v: Any) -> float:
-    return float(v) if not isinstance(v, bool) else float(int(v))
 
 
 def search_float_prefix(first: dict[str, Any], weighted_layers: int,

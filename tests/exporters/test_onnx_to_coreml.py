@@ -21,12 +21,17 @@ def _facts(result):
     return result.report.to_dict()["precision_facts"]
 
 
-def test_digits_cnn_onnx_to_coreml_fp16(digits, tmp_path):
-    onnx_path, data = _sample_onnx(digits, tmp_path / "digits.onnx")
-    (res,) = export(onnx_path, ["ios-coreml"], precision="fp16", data=data, out_dir=tmp_path / "out")
+def _exported(sample, path, precision):
+    """The sample's ONNX file exported to ios-coreml: a passing report."""
+    onnx_path, data = _sample_onnx(sample, path)
+    (res,) = export(onnx_path, ["ios-coreml"], precision=precision, data=data, out_dir=path.parent / "out")
     assert res.error is None, res.error
-    rep = res.report
-    assert rep.passed, rep.failed_checks
+    assert res.report.passed, res.report.failed_checks
+    return res, res.report
+
+
+def test_digits_cnn_onnx_to_coreml_fp16(digits, tmp_path):
+    res, rep = _exported(digits, tmp_path / "digits.onnx", "fp16")
     assert rep.parity.top1_agreement >= 0.99 and rep.parity.outputs[0].cosine >= 0.9999
     assert rep.accuracy.reference >= 0.95 and rep.accuracy.drop <= 0.005
     facts = _facts(res)
@@ -35,11 +40,7 @@ def test_digits_cnn_onnx_to_coreml_fp16(digits, tmp_path):
 
 
 def test_text_transformer_onnx_to_coreml_fp32(text_transformer, tmp_path):
-    onnx_path, data = _sample_onnx(text_transformer, tmp_path / "text.onnx")
-    (res,) = export(onnx_path, ["ios-coreml"], precision="fp32", data=data, out_dir=tmp_path / "out")
-    assert res.error is None, res.error
-    rep = res.report
-    assert rep.passed, rep.failed_checks
+    res, rep = _exported(text_transformer, tmp_path / "text.onnx", "fp32")
     assert rep.parity.top1_agreement == 1.0 and rep.parity.outputs[0].cosine >= 0.99999
     assert any("opset 18 to 17" in n for n in _facts(res)["onnx_to_torch"])  # ReduceMean-18 has no converter
 
