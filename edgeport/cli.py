@@ -123,6 +123,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     from .compression.request import CompressionRequest
     from .pipeline import export
+    from .source_specs import load_source
     from .progress import Progress
     from .validation.render import render_report, render_summary
 
@@ -134,10 +135,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
                                  recover=args.recover, recover_time=args.recover_time)
     from .targets.devices import estimating_on
 
+    progress = Progress(enabled=not args.quiet and not args.json)
+    model = args.model
+    if args.task:
+        with progress.step(f"load model {model}"):
+            model = load_source(model).with_task(args.task)
     with estimating_on(args.device or ()):
-        results = export(args.model, args.target, precision=_precision(args), compression=request, data=args.data,
-                         train_data=args.train_data, out_dir=args.out, task=args.task,
-                         progress=Progress(enabled=not args.quiet and not args.json))
+        results = export(model, args.target, precision=_precision(args), compression=request, data=args.data,
+                         train_data=args.train_data, out_dir=args.out, progress=progress)
     seconds = time.perf_counter() - t0
     if args.junit:
         from .validation.junit import write_junit

@@ -25,7 +25,8 @@ from .exporters.failures import explain
 from .exporters.isolation import export_isolated
 from .progress import Progress
 from .size_reference import fp32_bytes
-from .source import DECLARED_TASKS, ModelSource, load_source
+from .source import ModelSource
+from .source_specs import load_source
 from .target_log import log_path, target_log
 from .targets.devices import requested_devices
 from .targets.profile import TARGET_NAMES, Plan, load_profile, resolve_plan, with_devices
@@ -135,7 +136,7 @@ def reference_outputs(source: ModelSource, data: Dataset, module: Any | None = N
 
         outputs = tf_reference(source.tensorflow, data)
     else:
-        from .exporters.isolation import call_isolated
+        from .isolated_call import call_isolated
 
         values = call_isolated(_onnx_outputs, (Path(source.onnx_path), data), RUN_TIMEOUT_S,
                                "onnxruntime (the ONNX source's reference run)")
@@ -183,8 +184,7 @@ def resolve_plans(targets: Sequence[str], precision: "str | Auto | None" = None,
 def export(model: str | ModelSource, targets: Sequence[str], *, precision: "str | Auto | None" = None,
            compression: CompressionRequest | None = None,
            data: str | Path | Dataset | None = None, train_data: str | Path | Dataset | None = None,
-           out_dir: str | Path = "out", progress: Progress | None = None,
-           task: str | None = None) -> list[ExportResult]:
+           out_dir: str | Path = "out", progress: Progress | None = None) -> list[ExportResult]:
     """Export ``model`` for each target, validate each artifact and write one bundle per target.
     Inside an ``estimating_on(devices)`` block every report also has latency estimates for them.
 
@@ -201,22 +201,19 @@ def export(model: str | ModelSource, targets: Sequence[str], *, precision: "str 
     profiles' compression steps; ``train_data`` is what a recovery step trains on (default: a sample
     model's own train split) — the eval ``data`` never is.
 
-    ``task`` (one of ``source.DECLARED_TASKS``) declares what the model does; undeclared, a first
-    output shaped ``[N, C]`` (C >= 2) is judged as a classifier and the report says it assumed so.
+    A model's task is declared in its :class:`ModelSource` (``source.with_task("regression")``);
+    undeclared, a first output shaped ``[N, C]`` (C >= 2) is judged as a classifier and the report
+    says it assumed so.
 
     Intermediate conversions (the source's ONNX file, the TensorFlow SavedModel, the fp32 size
     reference) live in a temporary folder for this call, or under :func:`conversion_cache`.
     """
     progress = progress or Progress(False)
-    if task is not None and task not in DECLARED_TASKS:
-        raise ConfigError(f"unknown task {task!r}; known: {', '.join(DECLARED_TASKS)}")
     auto = precision if isinstance(precision, Auto) else Auto()
     plans = [with_devices(p, requested_devices()) for p in resolve_plans(targets, precision, compression)]
     auto_targets = {t for t, plan in zip(expand_targets(targets), plans) if is_auto(precision, load_profile(t))}
     with progress.step(f"load model {model if isinstance(model, str) else model.name}"):
         source = prepare_source(model, data)
-        if task is not None:
-            source = replace(source, task=task, task_basis="declared (--task)")
         if source.tensorflow is not None and (any(plan.compression for plan in plans) or
                                               (auto_targets and auto.compress)):
             raise ConfigError("compression steps (pruning, low-rank, distillation) work on a PyTorch module and do "

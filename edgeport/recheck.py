@@ -91,7 +91,7 @@ def run_artifact(artifact: str | Path, data: str | Path, out: str | Path | None 
                  runtime: str | None = None, threads: int = 1, timeout_s: float = RUN_TIMEOUT_S) -> dict[str, np.ndarray]:
     """Run any artifact on an npz of inputs (first axis = samples); write outputs to ``out``.
     The run happens in a child process bounded by ``timeout_s``."""
-    from .exporters.isolation import call_isolated
+    from .isolated_call import call_isolated
     from .validation.runtimes import runtime_for_path
 
     path = Path(artifact)

@@ -14,6 +14,7 @@ so the CLI's own process never loads TensorFlow; a factory's model lives in the 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -54,9 +55,27 @@ def is_tf_object(obj: Any) -> bool:
     return type(obj).__module__.split(".")[0] in ("keras", "tf_keras", "tensorflow")
 
 
-def import_tensorflow() -> Any:
-    from .exporters._onnx2tf_env import prepare_tensorflow_env
+def prepare_tensorflow_env() -> None:
+    """Environment settings that must be in place before TensorFlow is imported.
 
+    oneDNN fuses LayerNorm into ``_MklLayerNorm``, which TF.js rejects and which makes numbers
+    differ from what a phone computes; quiet TF's C++ logging.
+    """
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # onnx2tf runs `onnxsim` as a command: make the one installed beside this Python findable.
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    if "tensorflow" not in sys.modules:
+        # TensorFlow's import prints absl/CUDA-probe lines straight to fd 2 whatever the log level
+        from .native_logs import native_stderr
+
+        with native_stderr():
+            import tensorflow  # noqa: F401
+
+
+def import_tensorflow() -> Any:
     prepare_tensorflow_env()  # TF_ENABLE_ONEDNN_OPTS=0 before the import
     import tensorflow as tf
 
@@ -66,7 +85,7 @@ def import_tensorflow() -> Any:
 # -- loading ---------------------------------------------------------------------------------------
 def load_tf_file(path: Path) -> TFModel:
     """Check ``path`` as data (no TensorFlow), then read its signature in a child process."""
-    from .exporters.isolation import call_isolated
+    from .isolated_call import call_isolated
 
     path = Path(path)
     if not path.exists():
@@ -146,7 +165,7 @@ def serving_call(tfm: TFModel) -> Callable[[list[Any]], list[Any]]:
 def reference_outputs(tfm: TFModel, data: Dataset) -> dict[str, np.ndarray]:
     """The source model's outputs on every sample, computed by TensorFlow (in a child process
     unless TensorFlow is loaded here already)."""
-    from .exporters.isolation import call_isolated
+    from .isolated_call import call_isolated
 
     values = call_isolated(_reference, (tfm, data), READ_TIMEOUT_S, "TensorFlow (the source's reference run)",
                            converts=True)

@@ -15,7 +15,8 @@ import torch.nn as nn
 from cli_helpers import assert_one_line_error, cli_json, run_cli
 from edgeport.errors import ModelLoadError
 from edgeport.pipeline import export
-from edgeport.source import ModelSource, load_source
+from edgeport.source import ModelSource
+from edgeport.source_specs import load_source
 
 DICT_SPEC = "tests/data/io_models.py:dict_heads"
 TUPLE_SPEC = "tests/data/io_models.py:namedtuple_heads"

@@ -90,7 +90,7 @@ def test_a_crashing_converter_is_one_target_s_error(tmp_path):
     crash_log = out / "tiny-null-crash.log"
     # the stage (no step: "export"), the signal, the Python frame it hit (from faulthandler's stack
     # in the log), and the log
-    assert (f"null-crash: export failed: the converter crashed (SIGABRT) in edgeport/exporters/isolation.py "
+    assert (f"null-crash: export failed: the converter crashed (SIGABRT) in edgeport/isolated_call.py "
             f"(_child); the process was isolated, other targets are unaffected — full log: {crash_log}") in proc.stderr
     assert (out / "tiny-null-target" / "manifest.json").is_file() and not (out / "tiny-null-crash").exists()
     # each target's log beside the bundles, the failed one's too; no staging folder left behind

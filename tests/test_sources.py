@@ -7,7 +7,7 @@ import torch
 
 from edgeport.errors import ModelLoadError
 from edgeport.pipeline import export, prepare_source
-from edgeport.source import load_source
+from edgeport.source_specs import load_source
 
 
 def test_file_factory_with_two_outputs(tmp_path):

@@ -44,7 +44,7 @@ def test_undeclared_classifier_is_assumed_and_its_flipped_top1_fails(tmp_path):
 
 @pytest.mark.parametrize("task", ["regression", "embedding"])
 def test_a_declared_non_classifier_has_no_top1_check(task, tmp_path):
-    (res,) = export(_source(), ["local-onnx"], precision="fp16", out_dir=tmp_path, task=task)
+    (res,) = export(_source().with_task(task), ["local-onnx"], precision="fp16", out_dir=tmp_path)
     r = res.report.to_dict()
     assert r["task"] == {"name": task, "declared": True, "basis": "declared (--task)", "classifier_output": None}
     assert r["parity"]["top1_agreement"] is None and r["passed"], r["checks"]
@@ -58,5 +58,5 @@ def test_cli_task_flag_and_refusal(tmp_path):
     proc = run_cli("export", model, "-t", "local-onnx", "--task", "detection", "-o", str(tmp_path / "b"))
     assert proc.returncode == 2 and "invalid choice: 'detection'" in proc.stderr
     with pytest.raises(ConfigError, match="unknown task 'detection'"):
-        export(_source(), ["local-onnx"], task="detection", out_dir=tmp_path / "c")
+        _source().with_task("detection")
     assert not (tmp_path / "c").exists()

@@ -15,7 +15,7 @@ from cli_helpers import assert_one_line_error, run_cli  # noqa: E402
 from edgeport.compression.request import CompressionRequest  # noqa: E402
 from edgeport.errors import ConfigError, ModelLoadError  # noqa: E402
 from edgeport.pipeline import export  # noqa: E402
-from edgeport.source import load_source  # noqa: E402
+from edgeport.source_specs import load_source  # noqa: E402
 
 ALL = ["local-onnx", "android-tflite", "ios-coreml", "browser-tfjs"]
 #: per precision: worst cosine and top-1 agreement every target must reach on the held-out digits

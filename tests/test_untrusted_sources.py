@@ -13,7 +13,7 @@ import torch
 
 from cli_helpers import assert_one_line_error, cli_json, run_cli
 from edgeport.errors import ModelLoadError
-from edgeport.source import load_source
+from edgeport.source_specs import load_source
 
 
 class _Tiny(torch.nn.Module):

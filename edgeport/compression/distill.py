@@ -30,7 +30,7 @@ from ..errors import ConfigError
 from ..progress import SILENT
 from ..strict import limits
 from .base import StepContext, StepReport
-from .losses import evaluate, named, output_loss
+from .losses import TrainSplit, evaluate, named, output_loss
 from .masks import TrainingMasks
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,18 +61,6 @@ class Distillation:
 
     def apply(self, module: Any, context: StepContext) -> tuple[Any, StepReport]:
         return recover(self, module, context)
-
-
-@dataclass
-class _Split:
-    inputs: list[Any]                      # one tensor per model input, [N, ...]
-    labels: dict[str, Any]                 # output name -> tensor [N, ...]
-
-    def __len__(self) -> int:
-        return int(self.inputs[0].shape[0]) if self.inputs else 0
-
-    def rows(self, idx: Any) -> tuple[list[Any], dict[str, Any]]:
-        return [x[idx] for x in self.inputs], {k: v[idx] for k, v in self.labels.items()}
 
 
 def recover(step: Distillation, module: Any, context: StepContext) -> tuple[Any, StepReport]:
@@ -132,8 +120,8 @@ def _train(step: Distillation, module: Any, context: StepContext, data: "Dataset
     n_val = int(round(step.validation_share * len(data))) if len(data) >= 20 else 0
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
 
-    def split(idx: np.ndarray) -> _Split:
-        return _Split([torch.from_numpy(np.ascontiguousarray(data.inputs[n][idx])) for n in input_names],
+    def split(idx: np.ndarray) -> TrainSplit:
+        return TrainSplit([torch.from_numpy(np.ascontiguousarray(data.inputs[n][idx])) for n in input_names],
                       {k: torch.from_numpy(np.ascontiguousarray(v[idx])) for k, v in labels.items()})
 
     train, val = split(train_idx), split(val_idx)
@@ -233,7 +221,7 @@ def _train(step: Distillation, module: Any, context: StepContext, data: "Dataset
                                note="trained on the train split only; the eval split judges the result")
 
 
-def _teacher_outputs(teacher: Any, data: _Split, outputs: tuple[tuple[str, str, int | None], ...],
+def _teacher_outputs(teacher: Any, data: TrainSplit, outputs: tuple[tuple[str, str, int | None], ...],
                      batch: int) -> dict[str, Any]:
     import torch
 

@@ -2,12 +2,33 @@
 against the teacher (and the labels) on a split."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol
 
 from ..errors import ConfigError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .distill import Distillation, _Split
+
+class LossSettings(Protocol):
+    """What the losses read of a distillation step (:class:`~.distill.Distillation` has them)."""
+
+    method: str          # "kd" or "finetune"
+    temperature: float
+    alpha: float         # weight of the soft (teacher) term beside labelled cross-entropy
+    batch_size: int
+
+
+@dataclass
+class TrainSplit:
+    """Tensors of one split of the train data (training or validation rows)."""
+
+    inputs: list[Any]                      # one tensor per model input, [N, ...]
+    labels: dict[str, Any]                 # output name -> tensor [N, ...]
+
+    def __len__(self) -> int:
+        return int(self.inputs[0].shape[0]) if self.inputs else 0
+
+    def rows(self, idx: Any) -> tuple[list[Any], dict[str, Any]]:
+        return [x[idx] for x in self.inputs], {k: v[idx] for k, v in self.labels.items()}
 
 
 def named(result: Any, names: list[str]) -> dict[str, Any]:
@@ -25,7 +46,7 @@ def named(result: Any, names: list[str]) -> dict[str, Any]:
     return dict(zip(names, leaves))
 
 
-def output_loss(step: Distillation, kind: str, axis: int | None, got: Any, want: Any, label: Any,
+def output_loss(step: LossSettings, kind: str, axis: int | None, got: Any, want: Any, label: Any,
                  scale: float) -> Any:
     import torch.nn.functional as F
 
@@ -50,8 +71,8 @@ def output_loss(step: Distillation, kind: str, axis: int | None, got: Any, want:
     return hard if step.method == "finetune" else step.alpha * soft + (1 - step.alpha) * hard
 
 
-def evaluate(student: Any, data: _Split, targets: Mapping[str, Any] | None, outputs: tuple[tuple[str, str, int | None], ...],
-              step: Distillation, loss_of: Any) -> dict[str, Any]:
+def evaluate(student: Any, data: TrainSplit, targets: Mapping[str, Any] | None, outputs: tuple[tuple[str, str, int | None], ...],
+              step: LossSettings, loss_of: Any) -> dict[str, Any]:
     """Loss and, for classification outputs, agreement with the teacher and accuracy on labels."""
     import torch
 

@@ -12,13 +12,13 @@ import hashlib
 import io
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, TYPE_CHECKING
 
 from ..errors import ConversionError, MissingDependencyError
 from ..native_logs import keep_in_log
+from ..tf_source import prepare_tensorflow_env
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..progress import Progress
@@ -33,26 +33,6 @@ _STAGE = "ONNX→SavedModel (onnx2tf)"
 # ONNX file's digest: onnx2tf costs 5-20 s per model. Exporters run in forked children, so the
 # cache lives on disk, never in a process's memory.
 _CACHE_PREFIX = "savedmodel-"
-
-
-def prepare_tensorflow_env() -> None:
-    """Environment settings that must be in place before TensorFlow is imported.
-
-    oneDNN fuses LayerNorm into ``_MklLayerNorm``, which TF.js rejects and which makes numbers
-    differ from what a phone computes; quiet TF's C++ logging.
-    """
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # onnx2tf runs `onnxsim` as a command: make the one installed beside this Python findable.
-    bindir = str(Path(sys.executable).parent)
-    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
-    if "tensorflow" not in sys.modules:
-        # TensorFlow's import prints absl/CUDA-probe lines straight to fd 2 whatever the log level
-        from ..native_logs import native_stderr
-
-        with native_stderr():
-            import tensorflow  # noqa: F401
 
 
 def onnx_to_saved_model(onnx_path: Path, out_dir: Path, *, keep_nchw: bool = True,

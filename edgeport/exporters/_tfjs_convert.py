@@ -43,7 +43,7 @@ def _stand_in(name: str) -> types.ModuleType:
 
 def import_converter() -> Any:
     """Import ``tensorflowjs``' SavedModel converter module, TF environment prepared first."""
-    from ._onnx2tf_env import prepare_tensorflow_env
+    from ..tf_source import prepare_tensorflow_env
 
     prepare_tensorflow_env()  # TF_ENABLE_ONEDNN_OPTS=0 must precede the TensorFlow import
     for name in _STANDIN_NAMES:

@@ -32,7 +32,8 @@ class TFLiteExporter(Exporter):
     """Writes ``model.tflite``; its SignatureDef carries the source input/output names."""
 
     def export(self, job: ExportJob, out_dir: Path) -> Artifact:
-        from ._onnx2tf_env import onnx_to_saved_model, prepare_tensorflow_env
+        from ..tf_source import prepare_tensorflow_env
+        from ._onnx2tf_env import onnx_to_saved_model
         from .torch_to_onnx import source_onnx_for_tensorflow
 
         prepare_tensorflow_env()

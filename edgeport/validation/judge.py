@@ -136,7 +136,7 @@ def run_runtime(name: str, artifact: "Artifact", plan: "Plan", golden: Dataset,
     """Load the artifact in runtime ``name``, run every golden sample, time one of them — in a
     child process bounded by the plan's ``timeout_s``: a runtime that hangs (an ONNX ``Loop``
     with a huge trip count) or crashes is a :class:`RuntimeLoadError`, not a stuck release gate."""
-    from ..exporters.isolation import call_isolated
+    from ..isolated_call import call_isolated
 
     with progress.step(f"{name}: load and run {len(golden)} samples"):
         try:

@@ -115,7 +115,7 @@ def test_an_op_tfjs_lacks_is_named_and_blocks(text_reports, tmp_path):
 
 def test_onnx_source_exports_without_a_module(digits, tmp_path):
     from edgeport.exporters.torch_to_onnx import torch_to_onnx
-    from edgeport.source import load_source
+    from edgeport.source_specs import load_source
     from edgeport.validation.runtimes import get_runtime
 
     onnx_path = torch_to_onnx(digits.module, digits.example_inputs, digits.input_names, digits.output_names,
@@ -139,7 +139,7 @@ def test_onnx_source_exports_without_a_module(digits, tmp_path):
 def test_signature_keys_are_the_source_names_in_source_order(tmp_path):
     """model.json's signature (what TF.js feeds and returns by: ``model.outputNodes``) is keyed by
     forward's argument names and the namedtuple's fields, in the source's order."""
-    from edgeport.source import load_source
+    from edgeport.source_specs import load_source
     from edgeport.validation.runtimes import get_runtime
 
     src = load_source("tests/data/io_models.py:namedtuple_heads")
