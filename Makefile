@@ -40,7 +40,7 @@ demo: setup
 
 # The whole suite, real converters and runtimes, real-model tier included.
 test: setup
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider --durations=30 tests
 
 test-fast: setup
 	$(PY) -m pytest -q -p no:cacheprovider -m "not real" tests
