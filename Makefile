@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip --disable-pip-version-check
 STAMP := $(VENV)/.edgeport-installed
 OUT ?= out
+# make test runs the suite on this many pytest-xdist workers (a test file stays on one worker)
+TEST_WORKERS ?= 2
 
 .PHONY: all setup js demo test test-fast bench clean
 
@@ -40,7 +42,7 @@ demo: setup
 
 # The whole suite, real converters and runtimes, real-model tier included.
 test: setup
-	$(PY) -m pytest -q -p no:cacheprovider --durations=30 tests
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup --durations=30 tests
 
 test-fast: setup
 	$(PY) -m pytest -q -p no:cacheprovider -m "not real" tests

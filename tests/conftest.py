@@ -30,3 +30,14 @@ def minilm():
     from edgeport.sample_models import load_sample
 
     return load_sample("minilm")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``make test`` runs two workers, ``--dist loadgroup``), a test file's
+    tests stay on one worker, so its module fixtures (conversions shared by its tests) are built
+    once; the layer-zoo matrix is split by model instead, the cells of a model sharing its cache."""
+    for item in items:
+        group = item.nodeid.split("::")[0]
+        if group.endswith("zoo/test_matrix.py") and hasattr(item, "callspec"):
+            group = f"zoo:{item.callspec.params['model']}"
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -18,7 +18,10 @@ def import_coremltools() -> Any:
     path never uses. When TensorFlow is not loaded yet, it is hidden during that import only; a
     later ``import tensorflow`` elsewhere works as usual.
     """
-    if "coremltools" in sys.modules:
+    from . import _coreml_torch_ops
+
+    if sys.modules.get("coremltools") is not None:
+        _coreml_torch_ops.register()  # imported elsewhere first: the converters must still be added
         return sys.modules["coremltools"]
     hide = [m for m in ("tensorflow", "tf_keras") if m not in sys.modules]
     for m in hide:
@@ -31,8 +34,6 @@ def import_coremltools() -> Any:
         for m in hide:
             if sys.modules.get(m, 0) is None:
                 del sys.modules[m]
-    from . import _coreml_torch_ops
-
     _coreml_torch_ops.register()
     return ct
 

@@ -12,12 +12,11 @@ So both are measured:
 - **sensitivity**: its own layer's output SNR (dB) on calibration inputs with that tensor alone
   compressed, run in edgeport's ML Program emulator with every other tensor float.
 
-The policy keeps float every tensor whose compression saves no bytes, then the tensors with the
-most error per byte saved, within a float budget (a share of the compressed weight bytes),
-skipping tensors whose layer SNR stays above the fp16 noise floor. The guard then judges each candidate end to end on calibration inputs (never evaluation
-data) with the parity check's criteria (:mod:`edgeport.validation.verdict`); a candidate that
-misses them gets a larger budget, and the one shipped is the cheapest meeting the criteria, else
-the best measured (:func:`edgeport.exporters.int8_guard.pick`).
+The policy keeps float every tensor whose compression saves no bytes, then those with the most
+error per byte saved, within a float budget (a share of the compressed weight bytes), skipping
+tensors whose layer SNR stays above the fp16 noise floor. The guard judges each candidate end to
+end on calibration inputs (never evaluation data) by the parity check's criteria; a candidate
+that misses them gets a larger budget; the cheapest meeting them ships, else the best measured.
 """
 from __future__ import annotations
 
@@ -145,8 +144,7 @@ def choose(fp_model: Any, compress: Callable[[Sequence[str], Sequence[str]], Any
         trials.append({**trial, "float_budget": budget, "float_bytes": cost})
         built.append((model, kept, cost))
         if progress_note:
-            progress_note(f"tensor policy: {len(kept)} tensors float (+{cost} bytes): "
-                          f"{'meets' if trial['ok'] else 'misses'} the criteria")
+            progress_note(f"tensor policy: {len(kept)} tensors float (+{cost} bytes): {'meets' if trial['ok'] else 'misses'} the criteria")
         if trial["ok"]:
             break
     chosen, why = pick(trials, cost=lambda i: built[i][2])
@@ -203,11 +201,9 @@ def _within(ranked: list[Weight], budget: float, min_elements: int) -> list[Weig
     (those under ``min_elements`` are always kept)."""
     kept, spent = [], 0
     for w in ranked:
-        if _forced(w, min_elements):
+        if _forced(w, min_elements) or spent + w.upgrade_bytes <= budget:
             kept.append(w)
-        elif spent + w.upgrade_bytes <= budget:
-            kept.append(w)
-            spent += w.upgrade_bytes
+            spent += 0 if _forced(w, min_elements) else w.upgrade_bytes
     return kept
 
 
@@ -280,7 +276,11 @@ def _sensitivity_pass(fp: Any, cq: Any, pairs: dict[int, list[tuple[str, str, st
     env: dict[str, Any] = dict(fp.consts)
     for name, ttype in fp.program.inputs:
         env[name] = coerce(np.asarray(inputs[name]), ttype)
-    ctx = Context(batch=batch)
+    def context(scope: dict[str, Any]) -> Any:  # loops and branches run their blocks in the scope
+        ctx = Context(batch=batch, run_block=lambda block, values: fp._run_block(block, values, scope, ctx))  # noqa: SLF001
+        return ctx
+
+    ctx = context(env)
     for op, plan in zip(fp.steps, fp.plans):
         if plan.alias is not None:
             env[plan.alias[0]] = env[plan.alias[1]]
@@ -289,7 +289,7 @@ def _sensitivity_pass(fp: Any, cq: Any, pairs: dict[int, list[tuple[str, str, st
         for _, name, cname in pairs.get(id(op), []):
             trial = dict(env)
             trial[name] = cq.consts[cname]
-            fp._execute(op, trial, ctx, replace(plan, owned=frozenset()))  # noqa: SLF001 - the emulator's own op runner
+            fp._execute(op, trial, context(trial), replace(plan, owned=frozenset()))  # noqa: SLF001 - the emulator's own op runner
             perturbed.append((name, trial[op.outputs[0][0]]))
         fp._execute(op, env, ctx, plan)  # noqa: SLF001
         for name, value in perturbed:

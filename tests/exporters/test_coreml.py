@@ -250,3 +250,22 @@ def test_conv1d_prelu_and_a_wide_log_softmax_convert_and_stay_finite_in_fp16(tmp
         scale = np.abs(ref["log_probs"]).max()
         assert np.abs(got["log_probs"] - ref["log_probs"]).max() <= tol * scale
         assert np.abs(got["logits"] - ref["logits"]).max() <= tol * np.abs(ref["logits"]).max()
+
+
+def test_edgeport_converters_are_added_when_coremltools_was_imported_first():
+    """A user's script (or another library) may import coremltools before edgeport converts: the
+    converters edgeport adds (new_ones, prelu, log_softmax) must be registered all the same."""
+    import subprocess
+    import sys
+
+    code = (
+        "import coremltools\n"
+        "from coremltools.converters.mil.frontend.torch.torch_op_registry import _TORCH_OPS_REGISTRY as R\n"
+        "from edgeport.exporters._coreml_convert import import_coremltools\n"
+        "import_coremltools()\n"
+        "print(sorted(n for n in ('new_ones', 'prelu', 'log_softmax')\n"
+        "             if R.get_func(n).__module__ == 'edgeport.exporters._coreml_torch_ops'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "['log_softmax', 'new_ones', 'prelu']"
