@@ -17,22 +17,25 @@ from __future__ import annotations
 
 import numpy as np
 
-_done = False
+_MARK = "_edgeport_converter"
 
 
 def register() -> None:
-    """Register the missing converters once (a name coremltools already knows is left alone)."""
-    global _done
-    if _done:
+    """Register the missing converters in the registry of the coremltools loaded now (a name
+    coremltools already knows is left alone). The check is on that registry, not on a flag of this
+    module: coremltools imported afresh (the TensorFlow frontend needs that) has a new, empty one."""
+    from coremltools.converters.mil.frontend.torch.torch_op_registry import _TORCH_OPS_REGISTRY
+
+    if getattr(_TORCH_OPS_REGISTRY.get_func("prelu"), _MARK, False):
         return
     from coremltools.converters.mil import Builder as mb
     from coremltools.converters.mil.frontend.torch.ops import _get_inputs
-    from coremltools.converters.mil.frontend.torch.torch_op_registry import _TORCH_OPS_REGISTRY, register_torch_op
+    from coremltools.converters.mil.frontend.torch.torch_op_registry import register_torch_op
     from coremltools.converters.mil.mil import types
 
     from coremltools.converters.mil.frontend.torch.utils import NUM_TO_DTYPE_STRING
 
-    if "new_ones" not in _TORCH_OPS_REGISTRY:
+    if _TORCH_OPS_REGISTRY.get_func("new_ones") is None:
         def new_ones(context, node):  # noqa: ANN001, ANN202 - coremltools' converter signature
             inputs = _get_inputs(context, node)
             size = inputs[1]
@@ -74,6 +77,7 @@ def register() -> None:
         y = mb.prelu(x=mb.reshape(x=x, shape=view), alpha=slopes)
         context.add(mb.reshape(x=y, shape=shape, name=node.name))
 
+    setattr(prelu, _MARK, True)  # set before registering: the registry stores this function object
     register_torch_op(prelu, override=True)
 
     def log_softmax(context, node):  # noqa: ANN001, ANN202 - coremltools' converter signature
@@ -84,4 +88,3 @@ def register() -> None:
         context.add(mb.sub(x=shifted, y=mb.log(x=total), name=node.name))
 
     register_torch_op(log_softmax, override=True)
-    _done = True

@@ -263,9 +263,18 @@ def test_edgeport_converters_are_added_when_coremltools_was_imported_first():
         "from coremltools.converters.mil.frontend.torch.torch_op_registry import _TORCH_OPS_REGISTRY as R\n"
         "from edgeport.exporters._coreml_convert import import_coremltools\n"
         "import_coremltools()\n"
-        "print(sorted(n for n in ('new_ones', 'prelu', 'log_softmax')\n"
-        "             if R.get_func(n).__module__ == 'edgeport.exporters._coreml_torch_ops'))\n"
+        "ours = lambda R: sorted(n for n in ('new_ones', 'prelu', 'log_softmax')\n"
+        "                        if R.get_func(n).__module__ == 'edgeport.exporters._coreml_torch_ops')\n"
+        "print(ours(R))\n"
+        # the TensorFlow source path imports coremltools afresh (its TF frontend is decided at
+        # import): the new registry is empty of edgeport's converters until they are added again
+        "import sys\n"
+        "for m in [m for m in sys.modules if m.split('.')[0] == 'coremltools']: del sys.modules[m]\n"
+        "import_coremltools()\n"
+        "from coremltools.converters.mil.frontend.torch.torch_op_registry import _TORCH_OPS_REGISTRY as R2\n"
+        "print(R2 is not R, ours(R2))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "['log_softmax', 'new_ones', 'prelu']"
+    assert done.stdout.strip().splitlines()[-2:] == ["['log_softmax', 'new_ones', 'prelu']",
+                                                     "True ['log_softmax', 'new_ones', 'prelu']"]
