@@ -97,6 +97,16 @@ def _trained(name: str, module: nn.Module, train_inputs: tuple[np.ndarray, ...],
     if path.is_file():
         module.load_state_dict(torch.load(path, weights_only=True))
         return module.eval()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the trained weights must not depend on the machine's core count
+    try:
+        return _fit(path, module, train_inputs, targets, loss_kind, epochs, lr, batch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(path: Path, module: nn.Module, train_inputs: tuple[np.ndarray, ...], targets: np.ndarray,
+         loss_kind: str, epochs: int, lr: float, batch: int) -> nn.Module:
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     xs = [torch.from_numpy(np.ascontiguousarray(a)) for a in train_inputs]

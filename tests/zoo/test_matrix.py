@@ -22,13 +22,13 @@ pytestmark = pytest.mark.real
 
 #: (model, target, precision) -> ("fail", {failing checks}) or ("refused", [substrings of the error])
 NOT_PASSING: dict[tuple[str, str, str], tuple[str, object]] = {
-    # full-integer int8 drifts over 64 LSTM steps on token embeddings (agreement below 0.95 in both
-    # LiteRT runtimes; the guard ships its best measured candidate, 0.90, whose accuracy holds);
-    # int8-dynamic or fp16 keep it
-    ("embed_lstm", "android-tflite", "int8"): ("fail", {"top1_agreement", "top1_agreement:litert-reference"}),
-    # PReLU with per-channel slopes after Conv1d: full-integer int8 keeps the outputs within
-    # tolerance but costs more accuracy than int8's budget
-    ("conv1d_signal", "android-tflite", "int8"): ("fail", {"accuracy_drop"}),
+    # 64 LSTM steps on token embeddings: int8 flips two of the 48 evaluation sequences to wrong
+    # answers in onnxruntime (agreement 0.958, above its 0.95 bar; 4.2 points of accuracy, above
+    # int8's 2-point budget); full-integer LiteRT drifts further (agreement 0.94 in both LiteRT runtimes; the
+    # guard ships its best measured candidate). fp16 passes on both, CoreML and TF.js int8 too.
+    ("embed_lstm", "local-onnx", "int8"): ("fail", {"accuracy_drop"}),
+    ("embed_lstm", "android-tflite", "int8"): ("fail", {"top1_agreement", "accuracy_drop",
+                                                       "top1_agreement:litert-reference"}),
 }
 
 CELLS = [(m, t, p) for m in ZOO for p in PRECISIONS for t in TARGETS]
