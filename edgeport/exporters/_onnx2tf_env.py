@@ -30,7 +30,7 @@ _STAGE = "ONNX→SavedModel (onnx2tf)"
 
 # Converting the same ONNX twice (TFLite fp32 then int8, TFLite and TF.js for `--target all`, the
 # candidates of a sweep) reuses the first SavedModel, kept in the call's cache folder under the
-# ONNX file's digest: onnx2tf costs 5-20 s per model. Exporters run in forked children, so the
+# ONNX file's digest: onnx2tf costs 5 s to 2 min per model. Exporters run in forked children, so the
 # cache lives on disk, never in a process's memory.
 _CACHE_PREFIX = "savedmodel-"
 
@@ -74,14 +74,16 @@ def onnx_to_saved_model(onnx_path: Path, out_dir: Path, *, keep_nchw: bool = Tru
         try:
             os.chdir(scratch_p)
             with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-                onnx2tf.convert(
+                keras_model = onnx2tf.convert(
                     input_onnx_file_path=str(work_onnx),
-                    output_folder_path=str(sm_dir),
+                    output_folder_path=str(scratch_p / "onnx2tf-out"),
                     keep_ncw_or_nchw_or_ncdhw_input_names=(keep or None) if keep_nchw else None,
                     keep_shape_absolutely_input_names=(as_is or None) if keep_nchw else None,
                     output_signaturedefs=True,
+                    disable_model_save=True,
                     verbosity="error",
                 )
+                _write_saved_model(keras_model, sm_dir)
         except SystemExit as exc:
             raise ConversionError("tensorflow", _STAGE, _last_line(log.getvalue()) or
                                   f"onnx2tf exited with status {exc.code}") from None
@@ -94,13 +96,29 @@ def onnx_to_saved_model(onnx_path: Path, out_dir: Path, *, keep_nchw: bool = Tru
             # onnx2tf logs SavedModel write errors and carries on; an empty folder is a failure
             raise ConversionError("tensorflow", _STAGE,
                                   _last_line(log.getvalue()) or "no saved_model.pb was written")
-        # onnx2tf also writes its own .tflite files there; they are not part of a SavedModel
-        for extra in sm_dir.glob("*.tflite"):
-            extra.unlink()
         _replace_dir(sm_dir, out_dir)
         if cached is not None:
             _publish(sm_dir, cached)
     return out_dir
+
+
+def _write_saved_model(keras_model: Any, sm_dir: Path) -> None:
+    """The Keras model onnx2tf built, as a SavedModel whose ``serving_default`` takes the model's
+    inputs by name. onnx2tf's own saving would also convert the model to two .tflite files edgeport
+    never reads (more than half of its time on an unrolled recurrent model), so it is asked for the
+    model only and the SavedModel is written here."""
+    import tensorflow as tf
+    import tf_keras
+
+    if keras_model is None:
+        return  # the caller names the failure from onnx2tf's log
+    archive = tf_keras.export.ExportArchive()
+    archive.add_endpoint(
+        name="serving_default",
+        fn=lambda *inputs: keras_model(inputs),
+        input_signature=[tf.TensorSpec(t.shape, t.dtype, t.name) for t in keras_model.inputs],
+    )
+    archive.write_out(str(sm_dir))
 
 
 #: ops that read their input's axis 1 as channels: an input they consume is channels-first (NCW,
