@@ -63,7 +63,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--real", action="store_true", help="also EfficientNet-Lite0 (slower)")
     args = ap.parse_args()
-    from edgeport.pipeline import export, golden_inputs
+    from edgeport.pipeline import export
+    from edgeport.source_data import golden_inputs
     from edgeport.sample_models import load_sample
 
     names = ["digits_cnn", "text_transformer"] + (["efficientnet_lite0"] if args.real else [])

@@ -63,7 +63,7 @@ def main() -> None:
     from edgeport.exporters import _tfjs_convert as conv
     from edgeport.exporters._onnx2tf_env import onnx_to_saved_model
     from edgeport.exporters.torch_to_onnx import torch_to_onnx
-    from edgeport.pipeline import golden_inputs
+    from edgeport.source_data import golden_inputs
     from edgeport.progress import SILENT
     from edgeport.sample_models import load_sample
     from edgeport.targets.profile import load_profile, resolve_plan

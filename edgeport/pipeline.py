@@ -13,12 +13,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .compression import StepContext, compress
+from .compress_source import compressed_module
 from .compression.request import CompressionRequest
 from .search import Auto, candidates, is_auto, search, splits
 from .strict import to_table
 from .intermediates import active_cache
-from .data import Dataset, check_against, load_npz
+from .data import Dataset
 from .errors import ConfigError, ConversionError, EdgeportError, ModelLoadError
 from .exporters import ExportJob, get_exporter
 from .exporters.failures import explain
@@ -26,7 +26,7 @@ from .exporters.isolation import export_isolated
 from .progress import Progress
 from .size_reference import fp32_bytes
 from .source import ModelSource
-from .source_specs import load_source
+from .source_data import checked_data, golden_inputs, prepare_source, reference_outputs
 from .target_log import log_path, target_log
 from .targets.devices import requested_devices
 from .targets.profile import TARGET_NAMES, Plan, load_profile, resolve_plan, with_devices
@@ -35,15 +35,9 @@ from .validation.html import write_index_html, write_report_html
 from .validation.golden import Golden, write_golden
 from .validation.staging import staging, sweep_stale
 from .validation.judge import Subject, evaluate
-from .validation.report import Compression, Report
+from .validation.report import Report
 from .validation.task_kinds import assumed_task, check_labels
 from .version import __version__
-
-#: golden inputs kept in a bundle are capped at this many raw bytes (first samples kept)
-GOLDEN_MAX_BYTES = 48 * 1024 * 1024
-RANDOM_SAMPLES = 32
-#: seconds ``edgeport run`` and an ONNX source's reference run may take (profiles set their own)
-RUN_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -89,74 +83,6 @@ def expand_targets(targets: Sequence[str]) -> list[str]:
             if name not in out:
                 out.append(name)
     return out
-
-
-def golden_inputs(source: ModelSource) -> tuple[Dataset, str]:
-    """The inputs parity is judged on: the user's/sample's data, else seeded random inputs."""
-    if source.eval_data is not None:
-        data = source.eval_data
-        per_sample = sum(v[0].nbytes for v in data.inputs.values()) or 1
-        kept = data.take(max(1, GOLDEN_MAX_BYTES // per_sample))
-        desc = data.description or "eval data"
-        if len(kept) < len(data):
-            desc += (f" — the first {len(kept)} of {len(data)} samples: golden inputs are capped at "
-                     f"{GOLDEN_MAX_BYTES >> 20} MB")
-        return kept, desc
-    rng = np.random.default_rng(0)
-    inputs = {}
-    for spec, ex in zip(source.input_specs, source.example_inputs):
-        shape = (RANDOM_SAMPLES,) + tuple(spec.shape[1:])
-        if ex.dtype.kind in "iu":
-            inputs[spec.name] = rng.integers(0, max(int(ex.max()), 1) + 1, size=shape).astype(ex.dtype)
-        elif ex.dtype.kind == "b":
-            inputs[spec.name] = np.ones(shape, dtype=ex.dtype)
-        else:
-            inputs[spec.name] = rng.standard_normal(shape).astype(ex.dtype)
-    return Dataset(inputs, None, "random"), (f"{RANDOM_SAMPLES} seeded random inputs — pass --data "
-                                             "with real inputs: random ones hide real divergence")
-
-
-def prepare_source(model: str | ModelSource, data: str | Path | Dataset | None) -> ModelSource:
-    source = load_source(model) if isinstance(model, str) else model
-    if data is None:
-        return source
-    ds = data if isinstance(data, Dataset) else load_npz(data, source.input_names)
-    check_against(ds, [(s.name, s.shape, s.dtype) for s in source.input_specs])
-    return source.with_data(ds)
-
-
-def reference_outputs(source: ModelSource, data: Dataset, module: Any | None = None) -> dict[str, np.ndarray]:
-    """The source model's outputs on ``data``: its torch module (or ``module``), or for an ONNX
-    source the same onnxruntime session edgeport judges with (in a child process, like every
-    runtime run). Outputs that are not finite are refused: parity cannot be judged against them."""
-    if module is not None or source.module is not None:
-        outputs = source.reference(data, module)
-    elif source.tensorflow is not None:  # TensorFlow itself, in a child unless it is loaded here
-        from .tf_source import reference_outputs as tf_reference
-
-        outputs = tf_reference(source.tensorflow, data)
-    else:
-        from .isolated_call import call_isolated
-
-        values = call_isolated(_onnx_outputs, (Path(source.onnx_path), data), RUN_TIMEOUT_S,
-                               "onnxruntime (the ONNX source's reference run)")
-        outputs = dict(zip(source.output_names, values))
-    for name, arr in outputs.items():
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-            bad = int((~np.isfinite(arr.reshape(len(arr), -1))).any(1).argmax())
-            raise ModelLoadError(f"the source model's output {name!r} is NaN or infinite (first on sample {bad}); "
-                                 "parity cannot be judged against it — check the model and the inputs")
-    return outputs
-
-
-def _onnx_outputs(path: Path, data: Dataset) -> list[np.ndarray]:
-    from .validation.runtimes import get_runtime
-
-    session = get_runtime("onnxruntime").load(path)
-    try:
-        return list(session.predict(data).values())
-    finally:
-        session.close()
 
 
 def _bundle_name(model: str, target: str) -> str:
@@ -221,7 +147,7 @@ def export(model: str | ModelSource, targets: Sequence[str], *, precision: "str 
         if any(plan.compression for plan in plans) and source.module is None:
             raise ModelLoadError("compression needs a PyTorch source (module or .pt2), not an ONNX file")
         if train_data is not None:
-            source = replace(source, train_data=_train_data(source, train_data))
+            source = replace(source, train_data=checked_data(source, train_data))
         elif any(s.kind == "distill" for plan in plans for s in plan.compression) and source.train_data is None:
             raise ConfigError("recovery (--recover) needs train data: pass --train-data FILE.npz (inputs named "
                               "like the model's, labels optional); the eval data (--data) is never trained on")
@@ -323,75 +249,9 @@ def _run_target(call: _Call, plan: Plan) -> ExportResult:
             return ExportResult(plan.target, None, None, err, time.perf_counter() - t0, log=log)
 
 
-def _train_data(source: ModelSource, data: str | Path | Dataset) -> Dataset:
-    ds = data if isinstance(data, Dataset) else load_npz(data, source.input_names)
-    check_against(ds, [(s.name, s.shape, s.dtype) for s in source.input_specs])
-    return ds
-
-
-def output_roles(source: ModelSource, reference: dict[str, np.ndarray],
-                 labelled: Dataset | None) -> tuple[tuple[str, str, int | None], ...]:
-    """(name, kind, class axis) of every output, for distillation: the kind labels give it, else a
-    classifier's logits, a value per sample (regression), or anything else (an embedding)."""
-    kinds = {o.name: o for o in check_labels(labelled, {n: v.shape[1:] for n, v in reference.items()})}
-    roles = []
-    for name, value in reference.items():
-        if name in kinds:
-            roles.append((name, kinds[name].kind, kinds[name].class_axis))
-        elif name == source.classifier_output:
-            roles.append((name, "classification", 1))
-        elif value[0].size == 1:
-            roles.append((name, "regression", None))
-        else:
-            roles.append((name, "embedding", None))
-    return tuple(roles)
-
-
-def _compressed(call: _Call, plan: Plan) -> tuple[Any, Golden, Compression | None, float]:
-    """The plan's compression steps applied to the source module, and the golden set's reference
-    outputs of the compressed model. The same plan on the same source is compressed once per call
-    (recovery can take minutes)."""
-    source = call.source
-    if not plan.compression:
-        return source.module, call.golden, None, 0.0
-    key = (tuple(repr(s) for s in plan.compression), plan.channel_multiple)
-    if key not in call.compressed:
-        call.compressed[key] = _compress(call, plan)
-    module, steps = call.compressed[key]
-    with call.progress.step("reference outputs of the compressed model"):
-        converted = reference_outputs(source, call.golden.data, module)
-    golden = Golden(call.golden.data, call.golden.reference, converted)
-    recovery = next((s.stats for s in steps if s.kind == "distill"), None)
-    return (module, golden, Compression(tuple(s.to_dict() for s in steps), recovery),
-            max(s.zeros for s in steps))
-
-
-def _compress(call: _Call, plan: Plan) -> tuple[Any, list[Any]]:
-    import torch
-
-    source = call.source
-    train = source.training_data() if any(s.kind == "distill" for s in plan.compression) else None
-    if train is not None:
-        check_against(train, [(s.name, s.shape, s.dtype) for s in source.input_specs])
-    # statistics (BatchNorm re-estimation, importance) come from the train split when there is
-    # one: with --data alone the calibration data is the eval data
-    calib = train if train is not None else source.calibration_data or source.eval_data
-    if calib is not None:
-        calib = Dataset({n: calib.inputs[n] for n in source.input_names}, None, calib.description)
-    context = StepContext(
-        teacher=source.module, calibration=calib, train=train,
-        example=tuple(torch.from_numpy(np.ascontiguousarray(x)) for x in source.example_inputs),
-        channel_multiple=plan.channel_multiple, seed=0,
-        outputs=output_roles(source, call.golden.reference, train if train is not None and train.has_labels
-                             else source.eval_data),
-        progress=call.progress)
-    with call.progress.step("compress: " + ", ".join(s.kind for s in plan.compression)):
-        return compress(source.module, plan.compression, context)
-
-
 def _export_one(call: _Call, plan: Plan, auto: dict[str, Any] | None = None) -> tuple[Path, Report]:
     source, progress = call.source, call.progress
-    module, golden, compression, zeros = _compressed(call, plan)
+    module, golden, compression, zeros = compressed_module(source, call.golden, plan, progress, call.compressed)
     final = call.out_dir / _bundle_name(source.name, plan.target)
     exporter = get_exporter(plan.format)
     with staging(final) as stage, tempfile.TemporaryDirectory(prefix="edgeport-") as tmp:

@@ -11,7 +11,7 @@ import numpy as np
 from .data import check_against, load_npz
 from .errors import ConfigError, ConversionError, EdgeportError, ModelLoadError, RuntimeLoadError
 from .formats import Artifact, get_format
-from .pipeline import RUN_TIMEOUT_S
+from .source_data import RUN_TIMEOUT_S
 from .precision import Precision
 from .progress import Progress
 from .targets.profile import Plan, with_devices

@@ -90,7 +90,7 @@ class ModelSource:
     def reference(self, data: Dataset, module: Any | None = None) -> dict[str, np.ndarray]:
         """Outputs of the torch model (or of ``module``, e.g. a pruned copy) on every sample.
         An ONNX source has no torch model: its reference comes from the validation runtime
-        (``pipeline.reference_outputs``)."""
+        (``source_data.reference_outputs``)."""
         if module is None and self.module is None:
             raise ModelLoadError(f"{self.name}: no torch module to compute reference outputs with")
         batch = int(self.extra.get("reference_batch", 64))

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from edgeport.errors import ModelLoadError
-from edgeport.pipeline import export, prepare_source
+from edgeport.pipeline import export
+from edgeport.source_data import prepare_source
 from edgeport.source_specs import load_source
 
 

@@ -24,8 +24,9 @@ pytestmark = pytest.mark.real
 NOT_PASSING: dict[tuple[str, str, str], tuple[str, object]] = {
     # 64 LSTM steps on token embeddings: int8 flips two of the 48 evaluation sequences to wrong
     # answers in onnxruntime (agreement 0.958, above its 0.95 bar; 4.2 points of accuracy, above
-    # int8's 2-point budget); full-integer LiteRT drifts further (agreement 0.94 in both LiteRT runtimes; the
-    # guard ships its best measured candidate). fp16 passes on both, CoreML and TF.js int8 too.
+    # int8's 2-point budget); full-integer LiteRT drifts further (agreement 0.94 in both LiteRT
+    # runtimes; the guard ships its best measured candidate). fp16 passes on both, CoreML and
+    # TF.js int8 too.
     ("embed_lstm", "local-onnx", "int8"): ("fail", {"accuracy_drop"}),
     ("embed_lstm", "android-tflite", "int8"): ("fail", {"top1_agreement", "accuracy_drop",
                                                        "top1_agreement:litert-reference"}),
