@@ -129,7 +129,9 @@ def _train(step: Distillation, module: Any, context: StepContext, data: "Dataset
     student = copy.deepcopy(module)
     for p in student.parameters():
         p.requires_grad_(True)
+    t_teacher = time.perf_counter()
     train_targets = _teacher_outputs(teacher, train, outputs, step.batch_size)
+    per_sample_s = (time.perf_counter() - t_teacher) / max(1, len(train))
     val_targets = _teacher_outputs(teacher, val, outputs, step.batch_size) if len(val) else None
     scales = {n: float(v.float().std().clamp_min(1e-6)) for n, v in train_targets.items()}
     masks = TrainingMasks(student, context)
@@ -141,8 +143,13 @@ def _train(step: Distillation, module: Any, context: StepContext, data: "Dataset
     t_eval = time.perf_counter()
     before = evaluate(student, val if len(val) else train, val_targets if len(val) else train_targets,
                        outputs, step, loss_of)
-    # what must still fit after training: two validation passes and BatchNorm re-estimation
-    reserve = 3 * (time.perf_counter() - t_eval)
+    # what must still fit after training: two validation passes and BatchNorm re-estimation, from
+    # the larger of two measures (the teacher's pass over the train split, this validation pass),
+    # with room for a machine that slows down meanwhile
+    eval_s = time.perf_counter() - t_eval
+    n_eval = len(val) if len(val) else len(train)
+    n_bn = _batchnorm_samples(student, context)
+    reserve = 1.5 * max(per_sample_s * (2 * n_eval + n_bn), eval_s * (2 + n_bn / max(1, n_eval)))
     opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=step.lr, weight_decay=0.0)
     batches_per_epoch = max(1, math.ceil(len(train) / step.batch_size))
     planned = step.epochs * batches_per_epoch
@@ -169,6 +176,8 @@ def _train(step: Distillation, module: Any, context: StepContext, data: "Dataset
                 masks.apply()
                 done_steps += 1
                 batch_s = 0.8 * batch_s + 0.2 * (time.perf_counter() - t0) if batch_s else time.perf_counter() - t0
+                # a forward pass costs about a third of a training step: the machine's speed now
+                reserve = max(reserve, batch_s / (3 * len(idx)) * (2 * n_eval + n_bn))
             else:
                 epochs_run = epoch + 1
                 spent = f"{time.perf_counter() - t_start:.0f} s of {step.time_s:.0f}"
@@ -200,7 +209,8 @@ def _train(step: Distillation, module: Any, context: StepContext, data: "Dataset
             student.load_state_dict(best_state)
     student.eval()
     masks.apply()
-    bn = _recalibrate(student, context)
+    # the last validation pass must still fit: BatchNorm re-estimation stops early when it would not
+    bn = _recalibrate(student, context, t_start + step.time_s - reserve * n_eval / max(1, 2 * n_eval + n_bn))
     after = evaluate(student, val if len(val) else train, val_targets if len(val) else train_targets,
                       outputs, step, loss_of)
     seconds = time.perf_counter() - t_start
@@ -235,11 +245,22 @@ def _teacher_outputs(teacher: Any, data: TrainSplit, outputs: tuple[tuple[str, s
     return {n: torch.cat(v) if v else torch.empty(0) for n, v in parts.items()}
 
 
-def _recalibrate(student: Any, context: StepContext) -> int:
+def _batchnorm_samples(student: Any, context: StepContext) -> int:
+    """How many samples the BatchNorm re-estimation after training will run (0 without BatchNorm)."""
+    import torch.nn as nn
+
+    from .magnitude import BATCHNORM_SAMPLES
+
+    if context.train is None or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in student.modules()):
+        return 0
+    return min(BATCHNORM_SAMPLES, len(context.train))
+
+
+def _recalibrate(student: Any, context: StepContext, deadline: float) -> int:
     """BatchNorm statistics re-estimated after training, on the train split's inputs."""
     from .magnitude import BATCHNORM_SAMPLES, _torch_batches, recalibrate_batchnorm
 
     data = context.train
     if data is None or not len(data):
         return 0
-    return recalibrate_batchnorm(student, _torch_batches(data.take(BATCHNORM_SAMPLES)))
+    return recalibrate_batchnorm(student, _torch_batches(data.take(BATCHNORM_SAMPLES)), deadline)

@@ -3,6 +3,7 @@ BatchNorm statistics re-estimated on unlabelled data afterwards."""
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -125,13 +126,15 @@ def _torch_batches(data: "Dataset", batch: int = 32) -> list[tuple[Any, ...]]:
             for i in range(0, len(data), batch)]
 
 
-def recalibrate_batchnorm(module: Any, batches: list[tuple[Any, ...]]) -> int:
+def recalibrate_batchnorm(module: Any, batches: list[tuple[Any, ...]], deadline: float | None = None) -> int:
     """Re-estimate BatchNorm running statistics on unlabelled inputs (in place).
 
     Pruning shifts every activation's mean and variance; the stored statistics then normalize
     with the wrong numbers. Averaging fresh statistics over a few batches is nearly free and
     recovers much of the loss. Returns how many BatchNorm layers were updated. A model that only
-    runs one sample at a time is fed sample by sample.
+    runs one sample at a time is fed sample by sample. With a ``deadline`` (a ``time.perf_counter``
+    value) no batch starts after it, except the first two: the running averages of fewer batches
+    are still statistics of the pruned model.
     """
     import torch
     import torch.nn as nn
@@ -147,12 +150,16 @@ def recalibrate_batchnorm(module: Any, batches: list[tuple[Any, ...]]) -> int:
     try:
         with torch.no_grad():
             try:
-                for args in batches:
+                for n, args in enumerate(batches):
+                    if n >= 2 and deadline is not None and time.perf_counter() > deadline:
+                        break
                     module(*args)
             except Exception:
                 for m in bns:
                     m.reset_running_stats()
-                for args in batches:
+                for n, args in enumerate(batches):
+                    if n >= 2 and deadline is not None and time.perf_counter() > deadline:
+                        break
                     for i in range(len(args[0])):
                         module(*(a[i:i + 1] for a in args))
     finally:

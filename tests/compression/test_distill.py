@@ -71,7 +71,9 @@ def test_recovery_keeps_its_time_budget(digits, digits_train):
     _, reports = compress(digits.module, steps, _context(digits, digits_train))
     stats = reports[-1].stats
     assert stats["stopped"] == "time budget"
-    assert 0.8 * 4 <= stats["seconds"] <= 1.1 * 4
+    # the time kept back for the final validation and BatchNorm passes is measured as training
+    # goes, so a machine slowed by other work stops training earlier, never later
+    assert 0.6 * 4 <= stats["seconds"] <= 1.1 * 4
 
 
 def test_gradual_pruning_reaches_its_target_inside_recovery(digits, digits_train):
