@@ -1,9 +1,10 @@
 """edgeport's int8 / lut4 beside each target's peer default path, in one run, on a real ImageNet CNN.
 
-    python benchmarks/bench_peers.py [--targets local-onnx ios-coreml ...] [--runs N]
+    python benchmarks/bench_peers.py [--model efficientnet_lite0|efficientnet_lite1]
+                                     [--targets local-onnx ios-coreml ...] [--runs N]
 
-For EfficientNet-Lite0 (sample:efficientnet_lite0: 64 views of real photos judged, 116 other
-images for calibration), per target:
+For EfficientNet-Lite0 or -Lite1 (sample:efficientnet_lite0 / _lite1: 64 views of real photos
+judged, 116 other images for calibration), per target:
 
 - **edgeport**: ``edgeport.export`` at int8 (and lut4 on ios-coreml, on iOS16 and on iOS18 with
   per-grouped-channel palettes), the artifact it bundles;
@@ -170,12 +171,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--targets", nargs="+", default=list(TARGETS), choices=TARGETS)
     ap.add_argument("--runs", type=int, default=30, help="timed runs per artifact (interleaved)")
+    ap.add_argument("--model", default="efficientnet_lite0", choices=("efficientnet_lite0", "efficientnet_lite1"))
     args = ap.parse_args()
 
     import edgeport
-    from edgeport.source import load_source
+    from edgeport.source_specs import load_source
 
-    src = load_source("sample:efficientnet_lite0")
+    src = load_source(f"sample:{args.model}")
     images = src.eval_data.inputs["image"]
     calib = src.calibration_data.inputs["image"][:128]
     reference = src.reference(src.eval_data)["logits"].astype(np.float64)
@@ -222,9 +224,9 @@ def main() -> None:
                         ["target", "path", "bytes", "ratio", "agreement", "cosine", "p50_ms", "p50_vs_fp32"])
             print(flush=True)
     print_table(rows, ["target", "path", "bytes", "ratio", "agreement", "cosine", "sqnr_db", "p50_ms", "p50_vs_fp32"])
-    write_json("bench_peers", {"model": "efficientnet_lite0", "host": platform.platform(),
-                               "evaluated_on": "64 views of 8 scikit-image photos (agreement with fp32 PyTorch)",
-                               "rows": rows})
+    write_json("bench_peers" if args.model == "efficientnet_lite0" else f"bench_peers_{args.model}",
+               {"model": args.model, "host": platform.platform(),
+                "evaluated_on": "64 views of 8 scikit-image photos (agreement with fp32 PyTorch)", "rows": rows})
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ DECLARED_TASKS = TASKS[:4]
 SAMPLES = LazyRegistry("sample model", {
     "digits_cnn": "edgeport.sample_models.digits_cnn:load",
     "text_transformer": "edgeport.sample_models.text_transformer:load",
-    "efficientnet_lite0": "edgeport.sample_models.efficientnet_lite0:load",
+    "efficientnet_lite0": "edgeport.sample_models.efficientnet_lite:load_lite0",
+    "efficientnet_lite1": "edgeport.sample_models.efficientnet_lite:load_lite1",
     "minilm": "edgeport.sample_models.minilm:load",
 })
 

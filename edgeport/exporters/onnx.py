@@ -165,10 +165,12 @@ def _to_int8_static(src: Path, dest: Path, job: ExportJob) -> dict[str, Any]:
     feeds = _calibration_feeds(job)
     per_channel = job.options.per_channel
     pre = _preprocess(src, job)
-    _quantize_static(pre, dest, feeds, per_channel, exclude=[])
+    activations = job.options.activations
+    _quantize_static(pre, dest, feeds, per_channel, activations, exclude=[])
     facts: dict[str, Any] = {
         "weights": "int8 " + ("per-channel" if per_channel else "per-tensor"),
-        "activations": f"int8 (QDQ, calibrated on {len(feeds)} samples)", "compute": "int8 where fused"}
+        "activations": f"{activations} asymmetric (QDQ, calibrated on {len(feeds)} samples)",
+        "compute": "int8 where fused"}
     if not job.options.int8_guard:
         return facts
     # the guard compares int8 with fp32 on calibration inputs only, never on evaluation data
@@ -180,7 +182,7 @@ def _to_int8_static(src: Path, dest: Path, job: ExportJob) -> dict[str, Any]:
 
     def build(k: int) -> dict[str, Any]:
         candidate = job.workdir / f"int8-float{k}.onnx"
-        _quantize_static(pre, candidate, feeds, per_channel, exclude=weighted[:k])
+        _quantize_static(pre, candidate, feeds, per_channel, activations, exclude=weighted[:k])
         return {**score(_outputs(candidate, checks), reference, tol, classifier, k), "path": str(candidate)}
 
     first = score(_outputs(dest, checks), reference, tol, classifier, 0)
@@ -201,7 +203,7 @@ def _to_int8_static(src: Path, dest: Path, job: ExportJob) -> dict[str, Any]:
 
 
 def _quantize_static(src: Path, dest: Path, feeds: list[dict[str, np.ndarray]], per_channel: bool,
-                     exclude: list[str]) -> None:
+                     activations: str, exclude: list[str]) -> None:
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quantize_static)
 
@@ -214,7 +216,8 @@ def _quantize_static(src: Path, dest: Path, feeds: list[dict[str, np.ndarray]], 
 
     try:
         quantize_static(str(src), str(dest), Reader(), quant_format=QuantFormat.QDQ,
-                        per_channel=per_channel, activation_type=QuantType.QInt8,
+                        per_channel=per_channel,
+                        activation_type=QuantType.QUInt8 if activations == "uint8" else QuantType.QInt8,
                         weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
                         extra_options={"ActivationSymmetric": False})
     except Exception as exc:

@@ -53,6 +53,18 @@ def test_static_int8_meets_the_bar_and_is_faster(digits_reports):
     assert r.parity.top1_agreement >= 0.99
     assert r.accuracy.drop <= 0.01
     assert "QuantizeLinear" in r.ops.used and "DequantizeLinear" in r.ops.used
+    # activations are stored uint8 (onnxruntime's x86 int8 kernels multiply uint8 by int8), weights int8
+    import onnx
+    from onnx import TensorProto
+
+    model = onnx.load(str(digits_reports["int8"].bundle / "model.onnx"))
+    inits = {i.name: i for i in model.graph.initializer}
+    zero_points = {inits[n.input[2]].data_type for n in model.graph.node
+                   if n.op_type == "QuantizeLinear" and len(n.input) > 2 and n.input[2] in inits}
+    assert zero_points == {TensorProto.UINT8}
+    weights = {i.data_type for i in model.graph.initializer if np.prod(i.dims) >= 100}
+    assert TensorProto.INT8 in weights and TensorProto.UINT8 not in weights
+    assert r.precision_facts["activations"].startswith("uint8 asymmetric")
 
 
 def test_dynamic_int8(digits_reports):

