@@ -177,6 +177,7 @@ def _train(step: Distillation, module: Any, context: StepContext, data: "Dataset
                 done_steps += 1
                 batch_s = 0.8 * batch_s + 0.2 * (time.perf_counter() - t0) if batch_s else time.perf_counter() - t0
                 # a forward pass costs about a third of a training step: the machine's speed now
+                # (the slowest seen: a budget is a limit, so a busy machine stops training earlier)
                 reserve = max(reserve, batch_s / (3 * len(idx)) * (2 * n_eval + n_bn))
             else:
                 epochs_run = epoch + 1

@@ -63,7 +63,8 @@ SENSITIVITY_SAMPLES = 16
 SENSITIVE_STEPS = (1, 2, 4, 8)
 
 
-def guard_int8(g: GuardInputs, flat: bytes, fp32_flat: bytes | None = None, budget_s: float = 60.0) -> GuardResult:
+def guard_int8(g: GuardInputs, flat: bytes, fp32_flat: bytes | None = None,
+               budget_s: float | None = None) -> GuardResult:
     """Check a full-integer model against the float one on calibration data; fix it if it drifts.
 
     Both .tflite files run in the validation's LiteRT session on up to ``GUARD_SAMPLES``
@@ -148,7 +149,7 @@ def guard_int8(g: GuardInputs, flat: bytes, fp32_flat: bytes | None = None, budg
             # int8 error is largest instead, as measured layer by layer on calibration inputs
             ranked = sorted(range(len(layers)), key=lambda i: -sensitivity[i])
             for n in SENSITIVE_STEPS:
-                if n > max(len(layers) // 2, 1) or time.perf_counter() - t0 > budget_s:
+                if n > max(len(layers) // 2, 1) or (budget_s is not None and time.perf_counter() - t0 > budget_s):
                     break
                 if measure([layers[i] for i in sorted(ranked[:n])], "most sensitive")["ok"]:
                     break

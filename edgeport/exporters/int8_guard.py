@@ -89,19 +89,20 @@ def pick(trials: list[dict[str, Any]], cost: Callable[[int], float] | None = Non
 
 
 def search_float_prefix(first: dict[str, Any], weighted_layers: int,
-                        build: Callable[[int], dict[str, Any]], budget_s: float = 60.0) -> GuardResult:
+                        build: Callable[[int], dict[str, Any]], budget_s: float | None = None) -> GuardResult:
     """Try float prefixes of 2, 4, 8... weighted layers after ``first`` (the all-int8 trial) missed.
 
     Stops when a candidate meets the criteria, a step stops paying (removes less than
-    :data:`DIMINISHING` of the best error so far), half the network would be float, or
-    ``budget_s`` runs out; then :func:`pick` chooses among every trial measured.
+    :data:`DIMINISHING` of the best error so far), half the network would be float, or a given
+    ``budget_s`` runs out; then :func:`pick` chooses among every trial measured. Without a budget
+    the candidates tried depend on the model only, never on how busy the machine is.
     """
     t0 = time.perf_counter()
     trials, best_cosine = [first], first["cosine"]
     if first["ok"]:
         return GuardResult(0, True, trials, 0, "all-int8 meets every criterion")
     for k in PREFIX_STEPS:
-        if k > weighted_layers // 2 or time.perf_counter() - t0 > budget_s:
+        if k > weighted_layers // 2 or (budget_s is not None and time.perf_counter() - t0 > budget_s):
             break
         trial = build(k)
         trials.append(trial)

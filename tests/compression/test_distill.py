@@ -67,13 +67,14 @@ def test_the_same_seed_gives_the_same_weights(digits, digits_train):
 
 def test_recovery_keeps_its_time_budget(digits, digits_train):
     steps = _steps({"kind": "magnitude", "sparsity": 0.5},
-                   {"kind": "distill", "epochs": 10_000, "time_s": 4, "patience": 1000})
+                   {"kind": "distill", "epochs": 10_000, "time_s": 4, "patience": 1000, "threads": 1})
     _, reports = compress(digits.module, steps, _context(digits, digits_train))
     stats = reports[-1].stats
     assert stats["stopped"] == "time budget"
     # the time kept back for the final validation and BatchNorm passes is measured as training
-    # goes, so a machine slowed by other work stops training earlier, never later
-    assert 0.6 * 4 <= stats["seconds"] <= 1.1 * 4
+    # goes, so a machine slowed by other work stops training earlier, never later (one thread: a
+    # busy machine then slows the steps evenly instead of stalling them in thread barriers)
+    assert 0.4 * 4 <= stats["seconds"] <= 1.1 * 4
 
 
 def test_gradual_pruning_reaches_its_target_inside_recovery(digits, digits_train):
