@@ -22,8 +22,9 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def test_registry_names_the_four_samples():
-    assert set(SAMPLES.names()) == {"digits_cnn", "text_transformer", "efficientnet_lite0", "minilm"}
+def test_registry_names_the_five_samples():
+    assert set(SAMPLES.names()) == {"digits_cnn", "text_transformer", "efficientnet_lite0", "efficientnet_lite1",
+                                    "minilm"}
 
 
 @pytest.mark.parametrize("name", TRAINED)
