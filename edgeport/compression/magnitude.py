@@ -126,6 +126,14 @@ def _torch_batches(data: "Dataset", batch: int = 32) -> list[tuple[Any, ...]]:
             for i in range(0, len(data), batch)]
 
 
+def _until(batches: list[tuple[Any, ...]], deadline: float | None):
+    """The batches, none started after ``deadline`` except the first two."""
+    for n, args in enumerate(batches):
+        if n >= 2 and deadline is not None and time.perf_counter() > deadline:
+            return
+        yield args
+
+
 def recalibrate_batchnorm(module: Any, batches: list[tuple[Any, ...]], deadline: float | None = None) -> int:
     """Re-estimate BatchNorm running statistics on unlabelled inputs (in place).
 
@@ -150,16 +158,12 @@ def recalibrate_batchnorm(module: Any, batches: list[tuple[Any, ...]], deadline:
     try:
         with torch.no_grad():
             try:
-                for n, args in enumerate(batches):
-                    if n >= 2 and deadline is not None and time.perf_counter() > deadline:
-                        break
+                for args in _until(batches, deadline):
                     module(*args)
             except Exception:
                 for m in bns:
                     m.reset_running_stats()
-                for n, args in enumerate(batches):
-                    if n >= 2 and deadline is not None and time.perf_counter() > deadline:
-                        break
+                for args in _until(batches, deadline):
                     for i in range(len(args[0])):
                         module(*(a[i:i + 1] for a in args))
     finally:

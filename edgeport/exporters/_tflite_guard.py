@@ -4,7 +4,6 @@ that drift (a float prefix, the ops whose kernels disagree, or the most sensitiv
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -63,8 +62,7 @@ SENSITIVITY_SAMPLES = 16
 SENSITIVE_STEPS = (1, 2, 4, 8)
 
 
-def guard_int8(g: GuardInputs, flat: bytes, fp32_flat: bytes | None = None,
-               budget_s: float | None = None) -> GuardResult:
+def guard_int8(g: GuardInputs, flat: bytes, fp32_flat: bytes | None = None) -> GuardResult:
     """Check a full-integer model against the float one on calibration data; fix it if it drifts.
 
     Both .tflite files run in the validation's LiteRT session on up to ``GUARD_SAMPLES``
@@ -125,8 +123,7 @@ def guard_int8(g: GuardInputs, flat: bytes, fp32_flat: bytes | None = None,
             built.append((requantize(kept), kept))
             return judge(built[-1][0], k)
 
-        t0 = time.perf_counter()
-        result = search_float_prefix(first, len(weighted), build, budget_s)
+        result = search_float_prefix(first, len(weighted), build)
         # trials[i] was made from built[i]: the prefix search's trials first, in order
         trials = list(result.trials)
         met = result.met
@@ -149,7 +146,7 @@ def guard_int8(g: GuardInputs, flat: bytes, fp32_flat: bytes | None = None,
             # int8 error is largest instead, as measured layer by layer on calibration inputs
             ranked = sorted(range(len(layers)), key=lambda i: -sensitivity[i])
             for n in SENSITIVE_STEPS:
-                if n > max(len(layers) // 2, 1) or (budget_s is not None and time.perf_counter() - t0 > budget_s):
+                if n > max(len(layers) // 2, 1):
                     break
                 if measure([layers[i] for i in sorted(ranked[:n])], "most sensitive")["ok"]:
                     break
