@@ -23,7 +23,10 @@ from ..validation.verdict import judge_outputs
 if TYPE_CHECKING:  # pragma: no cover
     from ..targets.tolerances import Tolerance
 
-PREFIX_STEPS = (2, 4, 8, 12, 16)
+#: float-prefix sizes tried, in order. 6 sits between 4 and 8 because the step from 4 to 8 overshot
+#: on EfficientNet-Lite0 in onnxruntime: 6 float layers already met every criterion on the
+#: calibration inputs (agreement 0.953) while 8 ran at 0.75x the fp32 latency instead of 0.67x
+PREFIX_STEPS = (2, 4, 6, 8, 12, 16)
 #: a step must remove at least this share of the remaining output error (1 - cosine) to be kept
 DIMINISHING = 2 / 3
 #: calibration samples the guard compares on (evenly spread over the calibration set)
@@ -89,7 +92,7 @@ def pick(trials: list[dict[str, Any]], cost: Callable[[int], float] | None = Non
 
 def search_float_prefix(first: dict[str, Any], weighted_layers: int,
                         build: Callable[[int], dict[str, Any]]) -> GuardResult:
-    """Try float prefixes of 2, 4, 8... weighted layers after ``first`` (the all-int8 trial) missed.
+    """Try float prefixes of :data:`PREFIX_STEPS` weighted layers after ``first`` (the all-int8 trial) missed.
 
     Stops when a candidate meets the criteria, a step stops paying (removes less than
     :data:`DIMINISHING` of the best error so far) or half the network would be float; then

@@ -101,6 +101,9 @@ def test_efficientnet_int8_keeps_drifting_layers_float(effnet, tmp_path):
     # all-int8 drifted on the calibration inputs; a float prefix was kept and said so
     assert not trials[0]["ok"] and facts["float_fallback_ops"]
     assert len(facts["float_fallback_ops"]) == max(t["float_layers"] for t in trials if t["float_layers"] <= len(facts["float_fallback_ops"]))
+    # the cheapest prefix meeting every criterion on the calibration inputs ships: 6 float layers meet
+    # them here (8 shipped before the search tried 6, at 0.75x fp32 instead of 0.59-0.67x)
+    assert facts["int8_guard"]["met"] and 0 < len(facts["float_fallback_ops"]) <= 6
 
 
 def test_fp16_keeps_a_cast_of_an_integer_mask_consistent(tmp_path):
