@@ -91,6 +91,9 @@ class CoreMLOptions(FormatOptions):
 @dataclass(frozen=True)
 class TFJSOptions(FormatOptions):
     timeout_s: float = field(default=120.0, metadata=limits(min=1.0, max=86_400.0, unit="s"))
+    #: int8: "measured" stores as float16 the tensors one uint8 range per tensor harms most, judged in
+    #: TF.js on calibration inputs; "all" stores every tensor of 1024 elements and more as uint8
+    tensor_policy: str = field(default="measured", metadata=limits(choices=("measured", "all")))
 
 
 # -- the record -----------------------------------------------------------------------------------

@@ -114,8 +114,64 @@ def quantization_map(precision: str, sizes: dict[str, int]) -> dict[str, Any] | 
         return {"float16": True}
     if precision == "int8":
         # names are matched as fnmatch patterns: escape the pattern characters they may hold
-        big = sorted(re.sub(r"([\[\]*?])", r"[\1]", n) for n, k in sizes.items() if k >= UINT8_MIN_ELEMENTS)
+        big = sorted(pattern(n) for n, k in sizes.items() if k >= UINT8_MIN_ELEMENTS)
         if not big:
             return {"uint8": True}
         return {"uint8": big, "float16": True}
     raise ConversionError("tfjs", "precision", f"TF.js weight quantization has no {precision!r}")
+
+
+_MANIFEST_DTYPES = {"float32": "<f4", "int32": "<i4", "bool": "u1"}
+
+
+def read_weights(model_json: Path) -> list[tuple[dict[str, Any], Any]]:
+    """(manifest entry, array) of every weight of an unquantized model.json this exporter wrote."""
+    import numpy as np
+
+    folder = Path(model_json).parent
+    out: list[tuple[dict[str, Any], Any]] = []
+    for group in json.loads(Path(model_json).read_text())["weightsManifest"]:
+        data = b"".join((folder / p).read_bytes() for p in group["paths"])
+        offset = 0
+        for w in group["weights"]:
+            if "quantization" in w or w["dtype"] not in _MANIFEST_DTYPES:
+                raise ConversionError("tfjs", "weight re-quantization",
+                                      f"weight {w['name']!r} is stored as {w.get('quantization', w['dtype'])}: "
+                                      "only an unquantized probe can be re-quantized")
+            dtype = np.dtype(_MANIFEST_DTYPES[w["dtype"]])
+            count = int(np.prod(w["shape"])) if w["shape"] else 1
+            arr = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(w["shape"])
+            offset += count * dtype.itemsize
+            out.append((w, arr))
+    return out
+
+
+def requantize(model_json: Path, out_dir: Path, quantization: dict[str, Any], precision: str) -> Path:
+    """Write ``model_json``'s graph with its weights stored per ``quantization`` (a
+    ``quantization_dtype_map``) into ``out_dir``, by tensorflowjs' own weight writer — the bytes its
+    converter writes for that map, without converting the SavedModel again."""
+    import_converter()
+    from tensorflowjs.write_weights import write_weights
+
+    doc = json.loads(Path(model_json).read_text())
+    group = [{"name": w["name"], "data": arr} for w, arr in read_weights(model_json)]
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    try:
+        doc["weightsManifest"] = write_weights([group], str(out_dir), shard_size_bytes=4 * 1024 * 1024,
+                                               write_manifest=False, quantization_dtype_map=quantization)
+    except Exception as exc:  # tensorflowjs raises ValueError for a map it cannot apply
+        raise ConversionError("tfjs", "weight quantization", f"{type(exc).__name__}: {exc}") from exc
+    meta = doc.get("userDefinedMetadata", {})
+    for value in meta.values():
+        if isinstance(value, dict) and "precision" in value:
+            value["precision"] = precision
+    out = out_dir / "model.json"
+    out.write_text(json.dumps(doc, separators=(",", ":")))
+    return out
+
+
+def pattern(name: str) -> str:
+    """A weight name as an fnmatch pattern matching only itself (the dtype map's names are patterns)."""
+    return re.sub(r"([\[\]*?])", r"[\1]", name)

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConversionError
+from ..errors import ConversionError, MissingDependencyError, RuntimeLoadError
 from ..formats import Artifact, get_format
 from ..io_names import name_problem
 from ..precision import Precision
@@ -56,14 +56,23 @@ class TFJSExporter(Exporter):
             _add_metadata(probe, src, "fp32")
             fp32_bytes = sum(f.stat().st_size for f in probe.parent.iterdir() if f.is_file())
             qmap = conv.quantization_map(precision.value, sizes)
+            policy: dict[str, Any] | None = None
             if qmap is None:
                 _move_dir(probe.parent, tfjs_dir)
-            else:
-                conv.convert_saved_model(saved_model, tfjs_dir, qmap)
-                _add_metadata(tfjs_dir / Path(ENTRY).name, src, precision.value)
+            elif precision is Precision.INT8 and job.options.tensor_policy == "measured":
+                chosen, policy = _measured_uint8(probe, job)
+                _move_dir(chosen.parent, tfjs_dir)
+            else:  # the probe's weights re-stored by tensorflowjs' writer: no second conversion
+                conv.requantize(probe, tfjs_dir, qmap, precision.value)
         doc = json.loads((Path(out_dir) / ENTRY).read_text())
         src_dtypes = {s.name: s.dtype for s in src.input_specs}
         facts = _facts(doc, precision, src_dtypes, conv.tensorflowjs_version())
+        if policy is not None:
+            facts["tensor_policy"] = policy
+            if policy.get("kept_float16"):
+                facts["weights"] = (f"uint8 with a per-tensor affine (min, scale), float16 for tensors under "
+                                    f"{_uint8_min()} elements and for the {len(policy['kept_float16'])} measured "
+                                    "most harmed by one range per tensor (TF.js weight quantization)")
         if prepared:
             facts["recurrent"] = prepared
         if src.tensorflow is not None:
@@ -73,6 +82,30 @@ class TFJSExporter(Exporter):
         return Artifact(format="tfjs", root=Path(out_dir), entry=ENTRY, precision=precision,
                         input_names=tuple(src.input_names), output_names=tuple(src.output_names),
                         facts=facts, fp32_bytes=fp32_bytes)
+
+
+def _measured_uint8(probe: Path, job: ExportJob) -> tuple[Path, dict[str, Any]]:
+    """int8's uint8 / float16 split chosen by :mod:`._tfjs_policy`, measured in TF.js on the
+    calibration inputs; without calibration data or a TF.js runtime, the size rule, saying why."""
+    from . import _tfjs_convert as conv
+    from ._tfjs_policy import PolicyInputs, choose
+
+    qmap = conv.quantization_map("int8", conv.weight_sizes(probe))
+    fallback = Path(job.workdir) / "tfjs_int8_rule"
+    data = job.calibration
+    if data is None:
+        return conv.requantize(probe, fallback, qmap, "int8"), {
+            "met": None, "not_measured": "no calibration data: every tensor over the size threshold is uint8"}
+    data = data.take(job.options.calibration_samples)
+    inputs = PolicyInputs(data, job.plan.tolerance, job.source.classifier_output, Path(job.workdir),
+                          job.options.timeout_s)
+    with job.progress.step("uint8 tensor policy: compare with float32 in TF.js on calibration inputs"):
+        try:
+            return choose(probe, inputs, job.progress.note)
+        except (RuntimeLoadError, MissingDependencyError) as exc:
+            return conv.requantize(probe, fallback, qmap, "int8"), {
+                "met": None, "not_measured": f"TF.js could not run for the measurement ({exc}): every tensor "
+                                             "over the size threshold is uint8"}
 
 
 def _add_metadata(model_json: Path, src: Any, precision: str) -> None:
