@@ -261,7 +261,9 @@ def _export_one(call: _Call, plan: Plan, auto: dict[str, Any] | None = None) -> 
         t0 = time.perf_counter()
         artifact = export_isolated(exporter, job, stage)
         timings = {"export": round(time.perf_counter() - t0, 3)}
-        if artifact.fp32_bytes is None:
+        # an exporter's own fp32 pass (TFLite, TF.js) is of the module it was given: the ratio's
+        # denominator only when nothing compressed that module
+        if artifact.fp32_bytes is None or plan.compression:
             artifact = replace(artifact, fp32_bytes=fp32_bytes(exporter, job, artifact, progress))
         write_golden(stage / GOLDEN, golden.data, golden.reference, golden.converted_reference)
         subject = Subject(source.name, source.task, source.classifier_output, call.golden_desc, __version__,

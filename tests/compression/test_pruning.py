@@ -45,3 +45,14 @@ def test_pruned_export_reports_sparsity_and_shrinks_gzip(digits, tmp_path):
     # ONNX stores zeros densely: same file size, smaller gzip (what a compressed download sees)
     assert abs(r.size.artifact_bytes - dense.report.size.artifact_bytes) < 2048
     assert r.size.gzip_bytes < 0.8 * dense.report.size.gzip_bytes
+
+
+def test_channel_pruned_tflite_ratio_divides_by_the_dense_model(digits, tmp_path):
+    """The TFLite exporter's own fp32 pass (made for int8) is of the pruned module: the ratio must divide by
+    the dense model at fp32 (the compression's savings count), as on every other target."""
+    (dense,) = export(digits, ["android-tflite"], precision="fp32", out_dir=tmp_path / "d")
+    (pruned,) = export(digits, ["android-tflite"], precision="int8-dynamic",
+                       compression=CompressionRequest(prune_channels=0.5, recover="none"), out_dir=tmp_path / "p")
+    d, p = dense.report.size, pruned.report.size
+    assert p.fp32_bytes == d.artifact_bytes == d.fp32_bytes
+    assert p.artifact_bytes < 0.15 * d.artifact_bytes and p.ratio == round(p.artifact_bytes / d.artifact_bytes, 4)
