@@ -74,6 +74,7 @@ def onnx_to_saved_model(onnx_path: Path, out_dir: Path, *, keep_nchw: bool = Tru
         try:
             os.chdir(scratch_p)
             with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                _reset_keras_names()
                 keras_model = onnx2tf.convert(
                     input_onnx_file_path=str(work_onnx),
                     output_folder_path=str(scratch_p / "onnx2tf-out"),
@@ -100,6 +101,16 @@ def onnx_to_saved_model(onnx_path: Path, out_dir: Path, *, keep_nchw: bool = Tru
         if cached is not None:
             _publish(sm_dir, cached)
     return out_dir
+
+
+def _reset_keras_names() -> None:
+    """Keras numbers the models and layers one process builds (``model``, ``model_1``, ...) and
+    the numbers become tensor names in the SavedModel and in every file made from it: without a
+    reset, the same model converted later in a process makes a file a few bytes longer. A reset
+    makes each conversion byte-identical whatever ran before it."""
+    import tf_keras
+
+    tf_keras.backend.clear_session()
 
 
 def _write_saved_model(keras_model: Any, sm_dir: Path) -> None:

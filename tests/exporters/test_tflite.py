@@ -85,6 +85,20 @@ def test_digits_int8_dynamic_agrees(digits_tflite):
     assert m["int8-dynamic"]["agree"] >= 0.99
 
 
+def test_the_same_model_converts_to_the_same_bytes_whatever_the_process_built_before(digits, digits_tflite, tmp_path):
+    """Keras numbers the models a process builds and the numbers become tensor names in the file:
+    the same model converted after other Keras models must still give the identical file (size
+    ratios and artifact hashes must not depend on what ran before)."""
+    import tf_keras
+
+    for _ in range(12):
+        x = tf_keras.Input((3,))
+        tf_keras.Model(x, tf_keras.layers.Dense(2)(x))
+    again = export_tflite(digits, "fp32", tmp_path)
+    first = digits_tflite[0]["fp32"].path.read_bytes()
+    assert len(again.path.read_bytes()) == len(first) and again.path.read_bytes() == first
+
+
 def test_int8_io_option_makes_int8_inputs_and_outputs(digits, tmp_path):
     art = export_tflite(digits, "int8", tmp_path, int8_io="int8")
     assert art.facts["io"] == "x: int8, logits: int8"
