@@ -98,13 +98,13 @@ def render_report(report: Report, bundle: str | None = None) -> str:
         for c in auto.get("candidates") or []:
             size = f"{c['bytes'] / 1024:.1f} KB" if c.get("bytes") else "-"
             p50 = next(iter((c.get("p50_ms") or {}).values()), None)
-            mark = "fits" if c.get("passed") else "no: " + str(c.get("why") or "")[:90]
+            mark = "fits" if c.get("passed") else "no: " + _clip(str(c.get("why") or ""))
             lines.append(f"            {c.get('label'):<28} {size:>10}  p50 {_f(p50, '.3f')} ms  {mark}")
         if auto.get("untried"):
             lines.append(f"            untried (search time): {', '.join(auto['untried'])}")
         for f in auto.get("held_out_failures") or []:
             lines.append(f"            {f['label']} fit the selection split but failed on the held-out one: "
-                         f"{str(f['why'])[:90]}")
+                         f"{_clip(str(f['why']))}")
     comp = r.get("compression") or {}
     for i, step in enumerate(comp.get("steps") or []):
         lines.append(("  compress  " if i == 0 else "            ") + _step_line(step))
@@ -161,3 +161,12 @@ def _step_line(step: dict) -> str:
         if step.get(before):
             parts.append(f"{label} {step[before]:,} -> {step[after]:,} ({step[after] / step[before]:.2f}x)")
     return ", ".join(parts)
+
+
+def _clip(text: str, width: int = 90) -> str:
+    """``text`` cut to ``width`` characters at a word, marked with an ellipsis when cut (report.json
+    and report.html keep the whole text)."""
+    if len(text) <= width:
+        return text
+    head = text[:width - 1]
+    return (head.rsplit(" ", 1)[0] if " " in head else head).rstrip(" ;,(") + " …"
