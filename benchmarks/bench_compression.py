@@ -42,6 +42,10 @@ TEXT = [
     ("dense", {}, True),
     ("channels 0.5 /16, kd", {"prune_channels": 0.5, "channel_multiple": 16, "recover": "kd"}, True),
     ("channels 0.75 /16, kd", {"prune_channels": 0.75, "channel_multiple": 16, "recover": "kd"}, True),
+    ("channels 0.5 /16, kd 100 epochs", {"prune_channels": 0.5, "channel_multiple": 16, "recover": "kd",
+                                          "recover_epochs": 100}, True),
+    ("channels 0.6 /16, kd 100 epochs", {"prune_channels": 0.6, "channel_multiple": 16, "recover": "kd",
+                                          "recover_epochs": 100}, True),
     ("low-rank 0.9, kd", {"low_rank": 0.9, "recover": "kd"}, True),
     ("low-rank 0.7, kd", {"low_rank": 0.7, "recover": "kd"}, True),
 ]

@@ -132,7 +132,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     request = CompressionRequest(sparsity=args.sparsity, pruning_scope=args.pruning_scope,
                                  pruning_schedule=args.pruning_schedule, prune_channels=args.prune_channels,
                                  channel_multiple=args.channel_multiple, low_rank=args.low_rank,
-                                 recover=args.recover, recover_time=args.recover_time)
+                                 recover=args.recover, recover_time=args.recover_time,
+                                 recover_epochs=args.recover_epochs)
     from .targets.devices import estimating_on
 
     progress = Progress(enabled=not args.quiet and not args.json)

@@ -46,6 +46,8 @@ def parser() -> argparse.ArgumentParser:
                    help="after lossy compression: distil from the original model (labels optional), "
                         "fine-tune on labels, or nothing")
     e.add_argument("--recover-time", type=float, metavar="S", help="seconds recovery may train (default 120)")
+    e.add_argument("--recover-epochs", type=int, metavar="N",
+                   help="epochs recovery may train (default 30; early stopping and --recover-time still end it)")
     e.add_argument("--train-data", metavar="FILE.npz",
                    help="what recovery trains on (inputs like --data, labels optional; default: a sample's "
                         "own train split); the --data eval split is never trained on")

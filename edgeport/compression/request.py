@@ -30,6 +30,7 @@ class CompressionRequest:
     low_rank: float | None = None
     recover: str | None = None
     recover_time: float | None = None
+    recover_epochs: int | None = None
 
     @property
     def empty(self) -> bool:
@@ -74,15 +75,20 @@ def merged_steps(profile_steps: Sequence[CompressionStep], request: CompressionR
     if r.low_rank is not None:
         steps = _merge(steps, "low_rank", {"energy": r.low_rank}, "--low-rank", keep=r.low_rank > 0,
                        replaces=("rank_ratio",))
-    if r.recover is not None or r.recover_time is not None:
+    if r.recover is not None or r.recover_time is not None or r.recover_epochs is not None:
         current = next((s for s in steps if s.kind == "distill"), None)
         method = r.recover if r.recover is not None else ("none" if current is None else current.method)
         changes = {} if method == "none" else {"method": method}
         if r.recover_time is not None:
             changes["time_s"] = r.recover_time
-        if method == "none" and r.recover_time is not None:
-            raise ConfigError("--recover-time given with --recover none")
-        steps = _merge(steps, "distill", changes, "--recover / --recover-time", keep=method != "none")
+        if r.recover_epochs is not None:
+            changes["epochs"] = r.recover_epochs
+        if method == "none" and (r.recover_time is not None or r.recover_epochs is not None):
+            raise ConfigError("--recover-time / --recover-epochs given with --recover none" if r.recover == "none"
+                              else "--recover-time / --recover-epochs bound a recovery: add --recover kd "
+                                   "(or finetune), or a [[compression]] table with kind = \"distill\"")
+        steps = _merge(steps, "distill", changes, "--recover / --recover-time / --recover-epochs",
+                       keep=method != "none")
     ordered = tuple(sorted(steps, key=lambda s: ORDER.index(s.kind) if s.kind in ORDER else len(ORDER) - 1.5))
     check_order(ordered)
     return ordered

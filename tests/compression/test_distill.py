@@ -178,3 +178,21 @@ def test_a_regression_head_is_distilled_and_judged_against_the_original(two_head
     assert recovery["after"]["relative_mse:radius"] < 0.1 * recovery["before"]["relative_mse:radius"]
     assert recovery["labels_used"] == ["diagnosis", "radius"]
     assert mae["none"] > 5 * original and mae["kd"] < 1.5 * original
+
+
+def test_recover_flags_set_the_recovery_steps_epochs_and_time_and_refuse_to_stand_alone():
+    from edgeport.compression.request import merged_steps
+    from edgeport.errors import ConfigError
+
+    steps = merged_steps((), CompressionRequest(prune_channels=0.5, recover="kd", recover_epochs=100, recover_time=240))
+    assert [s.kind for s in steps] == ["channels", "distill"]
+    assert (steps[1].epochs, steps[1].time_s, steps[1].method) == (100, 240.0, "kd")
+    profile = (parse_step({"kind": "channels", "ratio": 0.6}, "p"), parse_step({"kind": "distill", "epochs": 7}, "p"))
+    (_, distill) = merged_steps(profile, CompressionRequest(recover_time=50))
+    assert (distill.epochs, distill.time_s) == (7, 50.0)  # the profile's epochs kept
+    with pytest.raises(ConfigError, match="add --recover kd"):
+        merged_steps((), CompressionRequest(prune_channels=0.5, recover_epochs=3))
+    with pytest.raises(ConfigError, match="with --recover none"):
+        merged_steps((), CompressionRequest(prune_channels=0.5, recover="none", recover_epochs=3))
+    with pytest.raises(ConfigError, match="epochs must be >= 1"):
+        merged_steps((), CompressionRequest(prune_channels=0.5, recover="kd", recover_epochs=0))
