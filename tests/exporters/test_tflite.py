@@ -94,9 +94,9 @@ def test_the_same_model_converts_to_the_same_bytes_whatever_the_process_built_be
     for _ in range(12):
         x = tf_keras.Input((3,))
         tf_keras.Model(x, tf_keras.layers.Dense(2)(x))
-    again = export_tflite(digits, "fp32", tmp_path)
+    again = export_tflite(digits, "fp32", tmp_path).path.read_bytes()
     first = digits_tflite[0]["fp32"].path.read_bytes()
-    assert len(again.path.read_bytes()) == len(first) and again.path.read_bytes() == first
+    assert (len(again), again) == (len(first), first)  # the sizes first, in a failure's message
 
 
 def test_int8_io_option_makes_int8_inputs_and_outputs(digits, tmp_path):
