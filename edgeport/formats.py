@@ -63,6 +63,9 @@ class OnnxOptions(FormatOptions):
     #: uint8 by int8, and EfficientNet-Lite0 ran at 0.48x fp32 against 0.77x with int8
     #: activations) or "int8" (asymmetric int8)
     activations: str = field(default="uint8", metadata=limits(choices=("uint8", "int8")))
+    #: static int8 weights in 7 bits: "auto" where this host's onnxruntime kernels saturate (x86
+    #: without VNNI), "on" for an artifact bound for such CPUs, "off" for the full 8-bit range
+    reduce_range: str = field(default="auto", metadata=limits(choices=("auto", "on", "off")))
 
 
 @dataclass(frozen=True)

@@ -166,11 +166,15 @@ def _to_int8_static(src: Path, dest: Path, job: ExportJob) -> dict[str, Any]:
     per_channel = job.options.per_channel
     pre = _preprocess(src, job)
     activations = job.options.activations
-    _quantize_static(pre, dest, feeds, per_channel, activations, exclude=[])
+    reduce_range, why_reduced = _reduce_range(job.options.reduce_range)
+    _quantize_static(pre, dest, feeds, per_channel, activations, reduce_range, exclude=[])
     facts: dict[str, Any] = {
-        "weights": "int8 " + ("per-channel" if per_channel else "per-tensor"),
+        "weights": "int8 " + ("per-channel" if per_channel else "per-tensor")
+                   + (" in 7 bits (reduce_range)" if reduce_range else ""),
         "activations": f"{activations} asymmetric (QDQ, calibrated on {len(feeds)} samples)",
         "compute": "int8 where fused"}
+    if why_reduced:
+        facts["reduce_range"] = why_reduced
     if not job.options.int8_guard:
         return facts
     # the guard compares int8 with fp32 on calibration inputs only, never on evaluation data
@@ -182,7 +186,8 @@ def _to_int8_static(src: Path, dest: Path, job: ExportJob) -> dict[str, Any]:
 
     def build(k: int) -> dict[str, Any]:
         candidate = job.workdir / f"int8-float{k}.onnx"
-        _quantize_static(pre, candidate, feeds, per_channel, activations, exclude=weighted[:k])
+        _quantize_static(pre, candidate, feeds, per_channel, activations, reduce_range,
+                         exclude=weighted[:k])
         return {**score(_outputs(candidate, checks), reference, tol, classifier, k), "path": str(candidate)}
 
     first = score(_outputs(dest, checks), reference, tol, classifier, 0)
@@ -202,8 +207,20 @@ def _to_int8_static(src: Path, dest: Path, job: ExportJob) -> dict[str, Any]:
     return facts
 
 
+def _reduce_range(setting: str) -> tuple[bool, str | None]:
+    """Whether static int8 stores 7-bit weights, and why (None when it keeps the full range)."""
+    if setting == "on":
+        return True, "asked for (options.reduce_range = \"on\")"
+    if setting == "off":
+        return False, None
+    from .onnx_host_kernels import saturation_reason
+
+    reason = saturation_reason()
+    return reason is not None, reason
+
+
 def _quantize_static(src: Path, dest: Path, feeds: list[dict[str, np.ndarray]], per_channel: bool,
-                     activations: str, exclude: list[str]) -> None:
+                     activations: str, reduce_range: bool, exclude: list[str]) -> None:
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quantize_static)
 
@@ -216,7 +233,7 @@ def _quantize_static(src: Path, dest: Path, feeds: list[dict[str, np.ndarray]], 
 
     try:
         quantize_static(str(src), str(dest), Reader(), quant_format=QuantFormat.QDQ,
-                        per_channel=per_channel,
+                        per_channel=per_channel, reduce_range=reduce_range,
                         activation_type=QuantType.QUInt8 if activations == "uint8" else QuantType.QInt8,
                         weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
                         extra_options={"ActivationSymmetric": False})
