@@ -239,6 +239,17 @@ def _quantize_static(src: Path, dest: Path, feeds: list[dict[str, np.ndarray]], 
                         extra_options={"ActivationSymmetric": False})
     except Exception as exc:
         raise ConversionError("onnx", "ONNX int8 (quantize_static)", str(exc)) from exc
+    _store_constants_once(dest)
+
+
+def _store_constants_once(path: Path) -> None:
+    import onnx
+
+    from .onnx_shared_constants import share_identical_initializers
+
+    model = onnx.load(str(path))
+    if share_identical_initializers(model)[0]:
+        onnx.save(model, str(path))
 
 
 def _weighted_nodes(path: Path) -> list[str]:
