@@ -164,7 +164,8 @@ def _measured(mlmodel: Any, precision: str, ios18: bool, policy: "PolicyInputs",
         by_name.update({ops.get(n, n): None for n in fp16_names})
         return apply(mlmodel, cto.OptimizationConfig(global_config=config("", nbits), op_name_configs=by_name))
 
-    result = choose(mlmodel, make, stored, policy, fallback, note)
+    # 4-bit palettes shift layer outputs enough to matter; the biases absorb it (no bytes)
+    result = choose(mlmodel, make, stored, policy, fallback, note, bias_correction=nbits == 4)
     kept = result.facts["kept_float"]
     if kept:
         how = ", ".join(f"{sum(k['as'] == a for k in kept)} in {a}" for a in dict.fromkeys(k["as"] for k in kept))

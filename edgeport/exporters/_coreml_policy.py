@@ -88,12 +88,14 @@ Sizer = Callable[[tuple[int, ...]], int]
 
 def choose(fp_model: Any, compress: Callable[[Sequence[str], Sequence[str]], Any], stored_bytes: Sizer,
            inputs: PolicyInputs, fallback: tuple[str, Sizer] | None = None,
-           progress_note: Callable[[str], None] | None = None) -> PolicyResult:
+           progress_note: Callable[[str], None] | None = None, bias_correction: bool = False) -> PolicyResult:
     """Compress ``fp_model`` (an uncompressed MLModel) with ``compress(fp16_names, fallback_names)``
     — the coremltools pass keeping the first const tensors fp16 and storing the second in the
     fallback form — choosing the names by measurement. ``stored_bytes(shape)``: the bytes a tensor
     of that shape takes compressed; ``fallback``: (name, sizer) of the less lossy form a sensitive
-    tensor is kept in (default fp16; a 4-bit model keeps them in 8 bits)."""
+    tensor is kept in (default fp16; a 4-bit model keeps them in 8 bits); ``bias_correction``: each
+    candidate's biases absorb the mean output shift its compressed weights cause
+    (:mod:`._coreml_bias_correction`) before it is judged."""
     fallback_name, fallback_bytes = fallback or ("fp16", lambda shape: blob_bytes(2 * int(np.prod(shape))))
     from ..validation.runtimes.coreml_emulator import CoreMLEmulatorSession
     from .int8_guard import guard_indices, pick, score
@@ -113,9 +115,25 @@ def choose(fp_model: Any, compress: Callable[[Sequence[str], Sequence[str]], Any
     fp_model.save(str(fp_path))
     everything = compress([], [])
     everything.save(str(all_path))
-    weights = measure(fp_path, all_path, sens_data, stored_bytes, fallback_bytes, fallback_name)
+    weights = measure(fp_path, all_path, sens_data, stored_bytes, fallback_bytes, fallback_name,
+                      correctable=bias_correction)
     reference = CoreMLEmulatorSession(fp_path).predict(guard_data)
     compressed_bytes = _weight_bytes(all_path)
+    corrected: list[int] = []
+    if bias_correction:
+        from ._coreml_bias_correction import apply_shifts, bias_shifts, input_means
+
+        means = input_means(fp_path, guard_data)
+
+    def finish(model: Any, path: Path) -> Any:
+        """Save ``model`` at ``path``, bias-corrected when asked; returns the model saved."""
+        model.save(str(path))
+        if bias_correction:
+            model, n = apply_shifts(model, bias_shifts(fp_path, path, means))
+            shutil.rmtree(path)
+            model.save(str(path))
+            corrected.append(n)
+        return model
 
     eligible = [w for w in weights if _forced(w, inputs.min_elements) or w.sqnr_db < NEGLIGIBLE_SNR_DB]
     ranked = sorted(eligible, key=lambda w: (not _forced(w, inputs.min_elements),
@@ -134,7 +152,7 @@ def choose(fp_model: Any, compress: Callable[[Sequence[str], Sequence[str]], Any
         fp16 = [w.name for w in kept if _forced(w, inputs.min_elements) or w.keep_as == "fp16"]
         model = compress(fp16, [w.name for w in kept if w.name not in fp16]) if kept else everything
         path = work / f"candidate{len(built)}.mlpackage"
-        model.save(str(path))
+        model = finish(model, path)
         outputs = CoreMLEmulatorSession(path).predict(guard_data)
         trial = score(outputs, reference, inputs.tolerance, inputs.classifier, len(kept))
         trial = {"float_tensors": trial.pop("float_layers"), **trial}
@@ -168,6 +186,11 @@ def choose(fp_model: Any, compress: Callable[[Sequence[str], Sequence[str]], Any
         "trials": trials,
         "pick": {"trial": chosen, "why": why},
         "samples": len(guard_data),
+        **({"bias_correction": {
+            "layers": corrected[chosen],
+            "how": ("each compressed conv / linear's bias lowered by the mean output shift of its stored "
+                    f"weights (dW . E[x], E[x] measured on {len(guard_data)} calibration samples in the float "
+                    "program)")}} if bias_correction else {}),
         "seconds": round(time.perf_counter() - t0, 1),
     }
     shutil.rmtree(work, ignore_errors=True)
@@ -215,10 +238,12 @@ def _weight_bytes(package: Path) -> int:
 
 
 def measure(fp_path: Path, compressed_path: Path, data: Dataset, stored_bytes: Sizer,
-            fallback_bytes: Sizer, fallback_name: str = "fp16") -> list[Weight]:
+            fallback_bytes: Sizer, fallback_name: str = "fp16", correctable: bool = False) -> list[Weight]:
     """Every weight tensor the compressed program stores compressed, paired with its float
     original by position (compression adds constexpr ops and leaves the compute ops in order),
-    with the bytes its compression saves and its layer's output SNR when it alone is compressed."""
+    with the bytes its compression saves and its layer's output SNR when it alone is compressed.
+    ``correctable``: the error's mean per output channel is left out of the noise (bias correction
+    removes it)."""
     from ..validation.runtimes.coreml_emulator.interpreter import Interpreter
     from ..validation.runtimes.coreml_emulator.program import load_program, walk
 
@@ -253,11 +278,12 @@ def measure(fp_path: Path, compressed_path: Path, data: Dataset, stored_bytes: S
     # sample for a program that does not batch (a reshape to a fixed shape, say)
     energy: dict[str, list[float]] = {name: [0.0, 0.0] for name in weights}
     try:
-        _sensitivity_pass(fp, cq, pairs, data.inputs, n if lead_one else None, energy)
+        _sensitivity_pass(fp, cq, pairs, data.inputs, n if lead_one else None, energy, correctable)
     except RuntimeLoadError:
         energy = {name: [0.0, 0.0] for name in weights}
         for i in range(n):
-            _sensitivity_pass(fp, cq, pairs, {k: v[i:i + 1] for k, v in data.inputs.items()}, None, energy)
+            _sensitivity_pass(fp, cq, pairs, {k: v[i:i + 1] for k, v in data.inputs.items()}, None, energy,
+                              correctable)
     for name, (signal, noise) in energy.items():
         weights[name].sqnr_db = (float("inf") if noise == 0 else
                                  float(10 * np.log10(max(signal, 1e-30) / noise)))
@@ -265,7 +291,7 @@ def measure(fp_path: Path, compressed_path: Path, data: Dataset, stored_bytes: S
 
 
 def _sensitivity_pass(fp: Any, cq: Any, pairs: dict[int, list[tuple[str, str, str]]], inputs: Any,
-                      batch: int | None, energy: dict[str, list[float]]) -> None:
+                      batch: int | None, energy: dict[str, list[float]], correctable: bool = False) -> None:
     """Run the float program once; at each op reading a compressible weight, also run the op with
     that weight alone compressed and add its output's signal and error energy to ``energy``."""
     from ..validation.runtimes.coreml_emulator.interpreter import coerce
@@ -293,6 +319,10 @@ def _sensitivity_pass(fp: Any, cq: Any, pairs: dict[int, list[tuple[str, str, st
         for name, value in perturbed:
             ref = np.asarray(env[op.outputs[0][0]], dtype=np.float64)
             energy[name][0] += float((ref ** 2).sum())
-            energy[name][1] += float(((ref - np.asarray(value, dtype=np.float64)) ** 2).sum())
+            err = ref - np.asarray(value, dtype=np.float64)
+            if correctable and err.ndim >= 2:  # what bias correction leaves: the error less its channel mean
+                axis = 1 if op.type == "conv" else err.ndim - 1
+                err = err - err.mean(axis=tuple(a for a in range(err.ndim) if a != axis), keepdims=True)
+            energy[name][1] += float((err ** 2).sum())
         for name in plan.dying:
             env.pop(name, None)

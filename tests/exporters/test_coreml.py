@@ -278,3 +278,21 @@ def test_edgeport_converters_are_added_when_coremltools_was_imported_first():
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-2:] == ["['log_softmax', 'new_ones', 'prelu']",
                                                      "True ['log_softmax', 'new_ones', 'prelu']"]
+
+
+@pytest.mark.real
+def test_efficientnet_lite0_lut4_passes_with_bias_correction(effnet, tmp_path):
+    """4-bit palettes on a real CNN: the measured policy keeps the most harmful tensors in 8 bits and
+    every compressed layer's bias absorbs its mean output shift; judged on the 64 real photo views."""
+    from edgeport.pipeline import export as export_model
+
+    (res,) = export_model(effnet, ["ios-coreml"], precision="lut4", out_dir=tmp_path)
+    r = res.report
+    assert r.passed, r.failed_checks
+    assert r.size.ratio <= 0.16
+    (out,) = r.parity.outputs
+    assert out.cosine >= 0.9 and out.sqnr_db >= 8.0 and r.parity.top1_agreement >= 0.85
+    policy = r.precision_facts["tensor_policy"]
+    # the convolutions and the classifier are corrected (49 weighted layers, a few kept in fp16)
+    assert policy["bias_correction"]["layers"] >= 40
+    assert {k["as"] for k in policy["kept_float"]} <= {"fp16", "lut8"}
