@@ -32,6 +32,18 @@ NOT_PASSING: dict[tuple[str, str, str], tuple[str, object]] = {
                                                        "top1_agreement:litert-reference"}),
 }
 
+#: cells that sit at their bar, so which side they land on depends on the CPU: the zoo trains its
+#: models on the host, and float sums of another SIMD width give other weights. On an AVX2-only
+#: host both embed_lstm int8 cells passed (agreement 1.000 in onnxruntime, 0.958 in LiteRT) and
+#: conv1d_signal's LiteRT int8 lost more than int8's 2 accuracy points. Such a cell must either pass
+#: or fail exactly as listed (in NOT_PASSING, or here), and agree at least 0.9 with fp32 either way.
+AT_THE_BAR: dict[tuple[str, str, str], set[str]] = {
+    ("embed_lstm", "local-onnx", "int8"): {"accuracy_drop"},
+    ("embed_lstm", "android-tflite", "int8"): {"top1_agreement", "accuracy_drop",
+                                              "top1_agreement:litert-reference"},
+    ("conv1d_signal", "android-tflite", "int8"): {"accuracy_drop"},
+}
+
 CELLS = [(m, t, p) for m in ZOO for p in PRECISIONS for t in TARGETS]
 
 
@@ -44,7 +56,13 @@ def zoo_root(tmp_path_factory):
 def test_cell(zoo_root, model, target, precision):
     cell = run_cell(model, target, precision, zoo_root / model, zoo_root / model / "cache")
     kind, detail = NOT_PASSING.get((model, target, precision), ("pass", None))
-    if kind == "pass":
+    if (model, target, precision) in AT_THE_BAR:
+        assert cell.outcome in ("pass", "fail"), cell.error
+        if cell.outcome == "fail":
+            assert set(cell.failing) <= AT_THE_BAR[(model, target, precision)] and cell.failing, cell
+        assert cell.top1_agreement is not None and cell.top1_agreement >= 0.9, cell
+        assert cell.worst_cosine is not None and cell.worst_cosine > 0.9, cell
+    elif kind == "pass":
         assert cell.outcome == "pass", cell.error or cell.failing
         assert cell.worst_cosine is not None and cell.worst_cosine > 0.9, cell
         assert cell.size_ratio is not None and cell.size_ratio > 0, cell
