@@ -34,7 +34,7 @@ from .tfjs_graph_io import read_graph_io
 from .tfjs_model import MAX_MODEL_JSON_BYTES, TFJSModel, open_model
 
 RUNNER_DIR = Path(__file__).parent / "tfjs_js"
-DEFAULT_TIMEOUT_S = 120.0
+DEFAULT_TIMEOUT_S = 600.0
 #: test hook: the JS side stops answering at this command (a busy loop); honoured only when set
 TEST_HANG_ENV = "EDGEPORT_TFJS_TEST_HANG"
 _TFJS_DTYPE = {"float32": "float32", "int32": "int32", "int64": "int32", "bool": "bool"}
