@@ -43,3 +43,14 @@ def saturation_reason() -> str | None:
     if any(f in flags for f in _VNNI_FLAGS):
         return None
     return "x86 host without VNNI: onnxruntime's uint8 x int8 kernels saturate at 16 bits"
+
+
+def weights_in_7_bits(setting: str) -> tuple[bool, str | None]:
+    """The profile's ``reduce_range`` resolved: whether static int8 stores 7-bit weights, and why
+    (None when it keeps the full range)."""
+    if setting == "on":
+        return True, "asked for (options.reduce_range = \"on\")"
+    if setting == "off":
+        return False, None
+    reason = saturation_reason()
+    return reason is not None, reason

@@ -8,6 +8,7 @@ changes no value the graph computes, only the bytes stored.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 from .onnx_graph import subgraphs
@@ -46,3 +47,12 @@ def share_identical_initializers(model: Any) -> tuple[int, int]:
     del graph.initializer[:]
     graph.initializer.extend(keep)
     return len(alias), saved
+
+
+def store_constants_once(path: Path) -> None:
+    """:func:`share_identical_initializers` on the ONNX file at ``path``, rewritten only when it changed."""
+    import onnx
+
+    model = onnx.load(str(path))
+    if share_identical_initializers(model)[0]:
+        onnx.save(model, str(path))

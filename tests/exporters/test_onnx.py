@@ -135,9 +135,9 @@ def test_host_kernels_saturate_only_on_x86_without_vnni(tmp_path, monkeypatch):
 
 
 def test_reduce_range_setting_overrides_the_host():
-    from edgeport.exporters.onnx import _reduce_range
+    from edgeport.exporters.onnx_host_kernels import weights_in_7_bits
 
-    assert _reduce_range("on")[0] is True and _reduce_range("off") == (False, None)
+    assert weights_in_7_bits("on")[0] is True and weights_in_7_bits("off") == (False, None)
 
 
 def test_fp16_keeps_a_cast_of_an_integer_mask_consistent(tmp_path):
