@@ -24,14 +24,41 @@ from ..data import Dataset
 CORRECTED_OPS = {"conv": ("weight", "bias"), "linear": ("weight", "bias")}
 
 
-def input_means(fp_path: Path, data: Dataset) -> dict[str, np.ndarray]:
-    """Per-channel mean of the input of every top-level conv / linear op of the float program on
-    ``data``, keyed by the op's first output name (channels: axis 1 of a conv's input, the last axis
-    of a linear's)."""
-    from ..validation.runtimes.coreml_emulator.interpreter import Interpreter, coerce
+class BiasCorrection:
+    """Made once per float program (its input means on calibration inputs); :meth:`apply` corrects
+    each compressed candidate of it."""
+
+    def __init__(self, fp_path: Path, data: Dataset):
+        from ..validation.runtimes.coreml_emulator.interpreter import Interpreter
+
+        self.fp = Interpreter(_program(fp_path))
+        self.means = input_means(self.fp, data)
+        self.samples = len(next(iter(data.inputs.values())))
+
+    def apply(self, mlmodel: Any, saved: Path) -> tuple[Any, int]:
+        """``mlmodel`` (saved at ``saved``) bias-corrected and saved there in its place; returns
+        (the corrected model, layers corrected)."""
+        import shutil
+
+        model, layers = apply_shifts(mlmodel, bias_shifts(self.fp, Path(saved), self.means))
+        shutil.rmtree(saved)
+        model.save(str(saved))
+        return model, layers
+
+    def facts(self, layers: int) -> dict[str, Any]:
+        return {"layers": layers,
+                "how": ("each compressed conv / linear's bias lowered by the mean output shift of its stored "
+                        f"weights (dW . E[x], E[x] measured on {self.samples} calibration samples in the float "
+                        "program)")}
+
+
+def input_means(fp: Any, data: Dataset) -> dict[str, np.ndarray]:
+    """Per-channel mean of the input of every top-level conv / linear op of the float program
+    (an emulator ``Interpreter``) on ``data``, keyed by the op's first output name (channels: axis 1
+    of a conv's input, the last axis of a linear's)."""
+    from ..validation.runtimes.coreml_emulator.interpreter import coerce
     from ..validation.runtimes.coreml_emulator.registry import Context
 
-    fp = Interpreter(_program(fp_path))
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
     n = len(next(iter(data.inputs.values())))
@@ -58,15 +85,15 @@ def input_means(fp_path: Path, data: Dataset) -> dict[str, np.ndarray]:
     return {k: sums[k] / counts[k] for k in sums}
 
 
-def bias_shifts(fp_path: Path, compressed_path: Path, means: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def bias_shifts(fp: Any, compressed_path: Path, means: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """For each conv / linear op whose weight the compressed program stores compressed and that has
-    a constant bias: the mean output shift ``dW . E[x]`` per output channel, keyed by output name."""
+    a constant bias: the mean output shift ``dW . E[x]`` per output channel, keyed by output name
+    (``fp``: the float program's emulator ``Interpreter``)."""
     from ..validation.runtimes.coreml_emulator.interpreter import Interpreter
-
     from ..validation.runtimes.coreml_emulator.program import walk
 
     cq_program = _program(compressed_path)
-    fp, cq = Interpreter(_program(fp_path)), Interpreter(cq_program)
+    cq = Interpreter(cq_program)
     stored_compressed = {name for op in walk(cq_program.operations) if op.type.startswith("constexpr_")
                          for name, _ in op.outputs}
     fp_ops = {op.outputs[0][0]: op for op in fp.steps if op.type in CORRECTED_OPS and op.outputs}

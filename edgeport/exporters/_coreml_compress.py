@@ -120,7 +120,8 @@ def _measured(mlmodel: Any, precision: str, ios18: bool, policy: "PolicyInputs",
     :func:`._coreml_policy.choose`."""
     import coremltools.optimize.coreml as cto
 
-    from ._coreml_policy import blob_bytes, choose
+    from ._coreml_policy import choose
+    from ._coreml_sensitivity import blob_bytes
 
     shapes: dict[str, tuple[int, ...]] = {}
     ops: dict[str, str] = {}
